@@ -1,0 +1,95 @@
+"""The multi-head fusion model: two encoders, a fusion module, and three heads.
+
+Heads: `ehr` and `cxr` (unimodal, on each projected embedding) and `fused` (on the fusion
+module's output). Keeping the unimodal heads trained alongside the fused one is what lets
+MILES measure each modality's conditional utilization, and what keeps a usable EHR-only
+prediction when the image is missing (MIND, TMLR 2025).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from models.fusion.base import FusionModule
+from models.heads import projection, unimodal_head
+
+PARAMETER_GROUPS = ("ehr", "cxr", "shared")
+UNIMODAL_HEAD_PLACEMENTS = ("encoder", "shared")
+
+
+class MultiHeadFusionModel(nn.Module):
+    def __init__(self, ehr_encoder: nn.Module, cxr_encoder: nn.Module, fusion: FusionModule,
+                 embed_dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.num_labels = num_labels
+        self.encoders = nn.ModuleDict({"ehr": ehr_encoder, "cxr": cxr_encoder})
+        self.projections = nn.ModuleDict({"ehr": projection(ehr_encoder.feat_dim, embed_dim),
+                                          "cxr": projection(cxr_encoder.feat_dim, embed_dim)})
+        self.fusion = fusion
+        self.heads = nn.ModuleDict({"ehr": unimodal_head(embed_dim, num_labels),
+                                    "cxr": unimodal_head(embed_dim, num_labels),
+                                    "fused": fusion.build_fused_head(num_labels)})
+
+    # ---- forward -------------------------------------------------------------------------
+    def embed(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Projected embeddings {"ehr": [B, D], "cxr": [B, D]}; CXR rows without image are zeros."""
+        has_cxr = batch["has_cxr"].bool()
+        ehr_emb = self.projections["ehr"](self.encoders["ehr"](batch["ehr"], batch["ehr_lengths"]))
+        return {"ehr": ehr_emb, "cxr": self._embed_images(batch["image"], has_cxr, ehr_emb)}
+
+    def _embed_images(self, image: torch.Tensor, has_cxr: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Runs the CXR encoder only on rows with an image (the partial setting skips the rest)."""
+        if bool(has_cxr.all()):
+            return self.projections["cxr"](self.encoders["cxr"](image))
+        rows = has_cxr.nonzero(as_tuple=True)[0]
+        if rows.numel() == 0:
+            return like.new_zeros(like.shape[0], self.embed_dim)
+        features = self.projections["cxr"](self.encoders["cxr"](image.index_select(0, rows)))
+        return features.new_zeros(image.shape[0], self.embed_dim).index_copy(0, rows, features)
+
+    def forward_from_embeddings(self, embeddings: Mapping[str, torch.Tensor],
+                                has_cxr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Heads and fusion on given embeddings; balancers (AGM, PMR, utilization probes) call
+        it with one modality's embedding altered. CXR logits are 0 where there is no image."""
+        has_cxr = has_cxr.bool()
+        ehr_emb, cxr_emb = embeddings["ehr"], embeddings["cxr"]
+        cxr_logits = self.heads["cxr"](cxr_emb)
+        unimodal = {"ehr": self.heads["ehr"](ehr_emb),
+                    "cxr": torch.where(has_cxr[:, None], cxr_logits, cxr_logits.new_zeros(()))}
+        fused = self.heads["fused"](self.fusion(ehr_emb, cxr_emb, has_cxr, unimodal))
+        return {**unimodal, "fused": fused}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Batch dict of docs/architecture.md -> {"ehr", "cxr", "fused"} logits [B, L]."""
+        return self.forward_from_embeddings(self.embed(batch), batch["has_cxr"])
+
+    # ---- parameter groups for balancers --------------------------------------------------
+    def modality_modules(self, unimodal_heads_in: str = "encoder") -> dict[str, list[nn.Module]]:
+        """Modules per group: "ehr" / "cxr" (encoder + projection [+ its head]), "shared" (fusion + fused head [+ unimodal heads])."""
+        if unimodal_heads_in not in UNIMODAL_HEAD_PLACEMENTS:
+            raise ValueError(f"unimodal_heads_in={unimodal_heads_in!r}; expected one of {UNIMODAL_HEAD_PLACEMENTS}")
+        groups: dict[str, list[nn.Module]] = {
+            "ehr": [self.encoders["ehr"], self.projections["ehr"]],
+            "cxr": [self.encoders["cxr"], self.projections["cxr"]],
+            "shared": [self.fusion, self.heads["fused"]],
+        }
+        for modality in ("ehr", "cxr"):
+            groups[modality if unimodal_heads_in == "encoder" else "shared"].append(self.heads[modality])
+        return groups
+
+    def modality_parameters(self, unimodal_heads_in: str = "encoder") -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters per group (ehr, cxr, shared); each appears exactly once."""
+        seen: set[int] = set()
+        groups: dict[str, list[nn.Parameter]] = {}
+        for group, modules in self.modality_modules(unimodal_heads_in).items():
+            groups[group] = []
+            for module in modules:
+                for parameter in module.parameters():
+                    if parameter.requires_grad and id(parameter) not in seen:
+                        seen.add(id(parameter))
+                        groups[group].append(parameter)
+        return groups
