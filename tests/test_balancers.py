@@ -1,0 +1,184 @@
+"""Each baseline's rule on toy values computed by hand, and the registry contract.
+
+Every registered balancer is run through the loop's hooks on a toy model and must round-trip
+its state (tests parametrize over `list_balancers()`, so a new balancer is covered at once).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from training_fakes import ToyModel, toy_batch
+
+from data_prep.errors import PipelineInputError
+from training.balancers import build_balancer, list_balancers
+from training.balancers.agm import agm_coefficients, shapley_contributions
+from training.balancers.base import true_class_probability
+from training.balancers.gradient_blending import blending_weights
+from training.balancers.mmpareto import min_norm_weights, pareto_gradient
+from training.balancers.mslr import dynamic_multiplier
+from training.balancers.ogm_ge import ogm_coefficients
+from training.balancers.pmr import prototype_logits, weaker_modality
+
+EXPECTED = {"none", "miles", "ogm_ge", "mslr", "gradient_blending", "agm", "pmr", "mmpareto"}
+
+
+def test_registry_lists_all_methods_and_rejects_unknown_names():
+    assert set(list_balancers()) >= EXPECTED
+    with pytest.raises(PipelineInputError, match="known: .*miles"):
+        build_balancer({"name": "nope"}, ToyModel())
+    with pytest.raises(PipelineInputError, match="unknown settings: bogus"):
+        build_balancer({"name": "none", "bogus": 1}, ToyModel())
+
+
+def test_true_class_probability_averages_over_labels():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # p = 0.5, 0.75
+    assert true_class_probability(logits, torch.tensor([[1.0, 0.0]])).item() == pytest.approx((0.5 + 0.25) / 2)
+
+
+def test_ogm_ge_coefficients_by_hand():
+    # s_ehr = 6, s_cxr = 3: rho_ehr = 2 (dominant), k_ehr = 1 - tanh(0.5 * 2); the other stays 1
+    k = ogm_coefficients(6.0, 3.0, alpha=0.5)
+    assert k["ehr"] == pytest.approx(1 - math.tanh(1.0)) and k["cxr"] == 1.0
+    paper = ogm_coefficients(6.0, 3.0, alpha=0.5, variant="paper")  # 1 - tanh(0.5 * relu(rho - 1))
+    assert paper["ehr"] == pytest.approx(1 - math.tanh(0.5)) and paper["cxr"] == 1.0
+    assert ogm_coefficients(3.0, 3.0, alpha=0.5) == {"ehr": 1.0, "cxr": 1.0}
+
+
+def test_ogm_ge_scales_the_dominant_encoder_gradient():
+    model = ToyModel()
+    balancer = build_balancer({"name": "ogm_ge", "alpha": 0.5, "gaussian_enhancement": False}, model)
+    batch = toy_batch()
+    balancer.on_epoch_start(0)
+    outputs = balancer.forward(batch)
+    total, per_head = balancer.compute_loss(batch, outputs)
+    balancer.backward(total, per_head, lambda x: x)
+    before = {m: model.encoders[m].weight.grad.clone() for m in ("ehr", "cxr")}
+    s = {m: true_class_probability(outputs[m].detach(), batch["labels"]).sum().item() for m in ("ehr", "cxr")}
+    k = ogm_coefficients(s["ehr"], s["cxr"], 0.5)
+    balancer.after_backward(batch, outputs)
+    for m in ("ehr", "cxr"):
+        torch.testing.assert_close(model.encoders[m].weight.grad, before[m] * k[m])
+    assert min(k.values()) < 1.0
+
+
+def test_mslr_dynamic_multiplier_from_last_five_scores():
+    scores = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert dynamic_multiplier(scores) == pytest.approx(1.0 / ((0.6 + 0.7 + 0.8 + 0.9 + 1.0) / 5))
+    assert dynamic_multiplier([0.6]) == pytest.approx(1.0)
+    balancer = build_balancer({"name": "mslr"}, ToyModel())
+    for epoch, (ehr, cxr) in enumerate([(0.6, 0.5), (0.8, 0.5)]):
+        metrics = {"paired": {"ehr": {"auroc": ehr}, "cxr": {"auroc": cxr}, "fused": {"auroc": 0.9}}}
+        multipliers = balancer.on_epoch_end(epoch, metrics, {})
+    assert multipliers == pytest.approx({"ehr": 0.8 / 0.7, "cxr": 1.0, "shared": 1.0})
+
+
+def test_gradient_blending_weights_by_hand():
+    start = {"val": {"ehr": 1.0, "cxr": 1.0, "fused": 1.0}, "train": {"ehr": 1.0, "cxr": 1.0, "fused": 1.0}}
+    end = {"val": {"ehr": 0.8, "cxr": 0.9, "fused": 0.6}, "train": {"ehr": 0.6, "cxr": 0.8, "fused": 0.2}}
+    # G = 0.2, 0.1, 0.4 ; O = gap growth = 0.2, 0.1, 0.4 ; |G|/O^2 = 5, 10, 2.5
+    weights = blending_weights(start, end)
+    assert weights == pytest.approx({"ehr": 5 / 17.5, "cxr": 10 / 17.5, "fused": 2.5 / 17.5})
+    balancer = build_balancer({"name": "gradient_blending", "super_epoch": 2}, ToyModel())
+    for epoch, snapshot in enumerate([start, start, end]):
+        val = {"all": {h: {"loss": v} for h, v in snapshot["val"].items()}}
+        balancer.on_epoch_end(epoch, val, {"loss": snapshot["train"]})
+    assert balancer.head_weights() == pytest.approx(weights)
+
+
+def test_agm_shapley_and_coefficient_by_hand():
+    full, no_ehr, no_cxr, neither = (torch.tensor([v]) for v in (3.0, 1.0, 2.0, 0.5))
+    phi = shapley_contributions(full, no_ehr, no_cxr, neither)
+    assert phi["ehr"].item() == pytest.approx(0.5 * ((3 - 1) + (2 - 0.5)))
+    assert phi["cxr"].item() == pytest.approx(0.5 * ((3 - 2) + (1 - 0.5)))
+    assert (phi["ehr"] + phi["cxr"]).item() == pytest.approx(3.0 - 0.5)  # efficiency
+    # scores (NLL) ehr 0.3, cxr 0.6 -> ratio_ehr = e^0.3; running ehr 0.5, cxr 0.5 -> target 1
+    k = agm_coefficients({"ehr": 0.3, "cxr": 0.6}, {"ehr": 0.5, "cxr": 0.5}, alpha=1.0)
+    assert k["ehr"] == pytest.approx(math.exp(1 - math.exp(0.3)))
+    assert k["cxr"] == pytest.approx(math.exp(1 - math.exp(-0.3)))
+    assert k["ehr"] < 1 < k["cxr"]
+
+
+def test_pmr_prototype_logits_and_loss_term():
+    prototypes = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # label 0: class 0 at origin, class 1 at (3, 4)
+    logits = prototype_logits(torch.tensor([[0.0, 0.0]]), prototypes)
+    assert logits.item() == pytest.approx(0.0 - 5.0)  # d(z, P0) - d(z, P1)
+    assert weaker_modality(6.0, 3.0) == "cxr" and weaker_modality(3.0, 6.0) == "ehr"
+
+    model = ToyModel()
+    balancer = build_balancer({"name": "pmr", "alpha": 2.0}, model)
+    batch = toy_batch(n=16)
+    balancer.on_epoch_start(0)
+    outputs = balancer.forward(batch)
+    plain, _ = balancer.compute_loss(batch, outputs)  # epoch 0: no prototypes yet, no extra term
+    balancer.on_epoch_end(0, {}, {})
+    balancer.on_epoch_start(1)
+    outputs = balancer.forward(batch)
+    total, per_head = balancer.compute_loss(batch, outputs)
+    base = sum(per_head.values())
+    torch.testing.assert_close(plain, base)
+    embeddings = model.embed(batch)
+    logits = {m: prototype_logits(embeddings[m], balancer.prototypes[m]) for m in ("ehr", "cxr")}
+    s = {m: torch.where(batch["labels"] > 0.5, torch.sigmoid(logits[m]), 1 - torch.sigmoid(logits[m])).mean(1).sum().item()
+         for m in ("ehr", "cxr")}
+    weak = weaker_modality(s["ehr"], s["cxr"])
+    expected = base + 2.0 * torch.nn.functional.binary_cross_entropy_with_logits(logits[weak], batch["labels"])
+    torch.testing.assert_close(total, expected)
+
+
+def test_mmpareto_weights_in_both_cases():
+    aligned = pareto_gradient(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(aligned[0], torch.tensor([2.0, 1.0]))  # 2 * (0.5, 0.5) weights = plain sum
+    assert not aligned[2]
+    g_f, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0])   # cos < 0: conflict
+    w1, w2 = min_norm_weights(g_f, g_u)
+    # argmin ||w g_f + (1-w) g_u||: w = (g_u - g_f).g_u / ||g_f - g_u||^2 = (2 + 4) / (4 + 4) = 0.75
+    assert (w1, w2) == pytest.approx((0.75, 0.25))
+    combined, cosine, conflicting = pareto_gradient(g_f, g_u, gamma=1.5)
+    mgda = 2 * 0.75 * g_f + 2 * 0.25 * g_u                                   # (1.0, 1.0), norm sqrt(2)
+    summed = (g_f + g_u).norm()                                               # (0, 2), norm 2 > sqrt(2)
+    torch.testing.assert_close(combined, 1.5 * mgda * summed / mgda.norm())
+    assert conflicting and cosine < 0
+
+
+def run_hooks(balancer, model, batch, epoch):
+    balancer.on_epoch_start(epoch)
+    outputs = balancer.forward(batch)
+    total, per_head = balancer.compute_loss(batch, outputs)
+    model.zero_grad()
+    balancer.backward(total, per_head, lambda x: x)
+    balancer.after_backward(batch, outputs)
+    metrics = {s: {h: {"auroc": 0.6 + 0.1 * (h == "fused") + 0.01 * epoch, "auprc": 0.5, "loss": 0.6 - 0.01 * epoch}
+                   for h in ("ehr", "cxr", "fused")} for s in ("all", "paired")}
+    balancer.on_epoch_end(epoch, metrics, {"loss": {h: 0.5 for h in ("ehr", "cxr", "fused")}})
+    return total
+
+
+@pytest.mark.parametrize("name", list_balancers())
+def test_state_dict_round_trip(name):
+    torch.manual_seed(0)
+    model = ToyModel()
+    balancer = build_balancer({"name": name}, model, seed=3)
+    batch = toy_batch(n=16)
+    for epoch in range(3):
+        total = run_hooks(balancer, model, batch, epoch)
+        assert torch.isfinite(total)
+        assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    state = balancer.state_dict()
+    clone = build_balancer({"name": name}, model, seed=3)
+    clone.load_state_dict(state)
+    assert clone.multipliers == balancer.multipliers
+    assert clone.log_stats() == balancer.log_stats()
+    assert set(clone.multipliers) == {"ehr", "cxr", "shared"}
+    restored = clone.state_dict()
+    assert restored.keys() == state.keys()
+    for key in state:
+        assert repr(restored[key]) == repr(state[key]), key
+    # continuing from the clone takes the same decisions as continuing the original
+    torch.manual_seed(1)
+    run_hooks(balancer, model, batch, 3)
+    torch.manual_seed(1)
+    run_hooks(clone, model, batch, 3)
+    assert clone.multipliers == balancer.multipliers

@@ -1,0 +1,158 @@
+"""The balancer interface: named hooks the training loop calls around each step and epoch.
+
+The loop (training/train.py) calls, in this order:
+
+    on_epoch_start(epoch)
+    per step:  outputs = forward(batch)                      # logits per head
+               total, per_head = compute_loss(batch, outputs)
+               backward(total, per_head, scale)              # scale: the AMP loss scaler or identity
+               (gradients are averaged over ranks here)
+               after_backward(batch, outputs)                # gradient modulation
+    multipliers = on_epoch_end(epoch, val_metrics, train_stats)   # per-group LR multipliers
+
+`multipliers` ({"ehr", "cxr", "shared"}) multiply the global rate of the next epoch:
+lr_group = global_lr(epoch) * multiplier_group. `log_stats()` returns the decisions to log
+(numbers or short strings); `state_dict()` / `load_state_dict()` make them resumable.
+
+Under DDP every statistic a balancer acts on must be identical on all ranks: sums are
+all-reduced through `self.ctx`, validation metrics come from gathered predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models.losses import masked_multihead_bce
+from models.registry import Registry
+from training.distributed import DistContext
+
+GROUPS = ("ehr", "cxr", "shared")
+MODALITIES = ("ehr", "cxr")
+HEADS = ("ehr", "cxr", "fused")
+
+ValMetrics = Mapping[str, Mapping[str, Mapping[str, float]]]  # subset -> head -> metric -> value
+TrainStats = Mapping[str, Any]
+
+
+class Balancer:
+    """No balancing: the multi-head loss with fixed weights and the global rate for every group.
+
+    Subclasses override only the hooks they need and list in `state_attributes` the
+    attributes that must survive a resume.
+    """
+
+    name: ClassVar[str] = "base"
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: nn.Module, ctx: DistContext | None = None,
+                 loss_weights: Mapping[str, float] | None = None, seed: int = 0,
+                 unimodal_heads_in: str = "encoder", **settings: Any) -> None:
+        if settings:
+            raise TypeError(f"balancer {self.name!r} got unknown settings: {', '.join(sorted(settings))}")
+        self.model = model
+        self.ctx = ctx or DistContext()
+        self.loss_weights = {head: 1.0 for head in HEADS} | {k: float(v) for k, v in (loss_weights or {}).items()}
+        self.seed = int(seed)
+        self.unimodal_heads_in = unimodal_heads_in  # read by the loop to build the LR groups
+        self.epoch = 0
+        self.multipliers: dict[str, float] = {group: 1.0 for group in GROUPS}
+        self.stats: dict[str, Any] = {}
+
+    # ---- step hooks --------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    def head_weights(self) -> dict[str, float]:
+        return dict(self.loss_weights)
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return masked_multihead_bce(outputs, batch["labels"], batch["has_cxr"], self.head_weights())
+
+    def backward(self, total: torch.Tensor, per_head: Mapping[str, torch.Tensor],
+                 scale: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        scale(total).backward()
+
+    def after_backward(self, batch: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]) -> None:
+        """Gradients are already averaged over ranks here (and unscaled under fp16 AMP)."""
+
+    # ---- epoch hooks -------------------------------------------------------------------
+    def on_epoch_end(self, epoch: int, val_metrics: ValMetrics, train_stats: TrainStats) -> dict[str, float]:
+        return dict(self.multipliers)
+
+    def log_stats(self) -> dict[str, Any]:
+        return dict(self.stats)
+
+    # ---- helpers for subclasses --------------------------------------------------------
+    def encoder_parameters(self, modality: str) -> list[nn.Parameter]:
+        """Encoder + projection of one modality (never its unimodal head): what gradient
+        modulation methods scale, as the original OGM-GE/AGM code scales only the encoders."""
+        modules = self.model.modality_modules("shared")[modality]
+        return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+    # ---- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {"multipliers": dict(self.multipliers), "stats": dict(self.stats), "epoch": self.epoch}
+        for attribute in self.state_attributes:
+            state[attribute] = copy.deepcopy(getattr(self, attribute))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.multipliers = dict(state["multipliers"])
+        self.stats = dict(state["stats"])
+        self.epoch = int(state.get("epoch", 0))
+        for attribute in self.state_attributes:
+            value = state[attribute]
+            current = getattr(self, attribute, None)
+            if isinstance(current, torch.Tensor) and isinstance(value, torch.Tensor):
+                value = value.to(current.device)
+            setattr(self, attribute, copy.deepcopy(value))
+
+
+BALANCERS: Registry[Balancer] = Registry("balancer")
+
+
+def register_balancer(name: str) -> Callable[[type[Balancer]], type[Balancer]]:
+    """Class decorator: `@register_balancer("miles")` makes configs/balancing/miles.yaml usable."""
+
+    def decorator(cls: type[Balancer]) -> type[Balancer]:
+        cls.name = name
+        BALANCERS.register(name)(cls)
+        return cls
+
+    return decorator
+
+
+def list_balancers(pattern: str = "*") -> list[str]:
+    return BALANCERS.names(pattern)
+
+
+def build_balancer(settings: Mapping[str, Any], model: nn.Module, ctx: DistContext | None = None,
+                   loss_weights: Mapping[str, float] | None = None, seed: int = 0) -> Balancer:
+    """The balancer named by `settings["name"]` (the `balancing` config group); the other keys
+    are its settings. Unknown names or settings are one-line configuration errors."""
+    from data_prep.errors import PipelineInputError
+
+    options = dict(settings)
+    name = options.pop("name", None)
+    if name not in BALANCERS:
+        raise PipelineInputError(f"balancing.name={name!r}: unknown balancer; known: {', '.join(list_balancers())}")
+    try:
+        return BALANCERS.get(name)(model, ctx, loss_weights=loss_weights, seed=seed, **options)
+    except TypeError as err:
+        raise PipelineInputError(f"balancing ({name}): {err}") from None
+
+
+def true_class_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row: the probability the head gives the true value of each label, averaged over
+    labels (balancing.md's s_m for binary multi-label outputs)."""
+    probs = torch.sigmoid(logits.float())
+    return torch.where(labels > 0.5, probs, 1.0 - probs).mean(dim=1)
