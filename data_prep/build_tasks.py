@@ -1,0 +1,43 @@
+"""Stage build_tasks: cohorts, labels and patient-level splits of every task.
+
+Reads <data.interim_dir>/ehr/{stays,events}.parquet and <data.mimic_iv_root>/hosp/diagnoses_icd,
+writes <data.interim_dir>/tasks/<task>/{labels.parquet, cohort.json} for each of task.names.
+Params: task (names, min_age, <task>.min_stay_hours, <task>.window_hours), data.split
+(seed, train, val, test), data.mimic_iv_root, data.interim_dir.
+
+  python -m data_prep.build_tasks [--params params.yaml] [--root DIR] [--ehr DIR] [--out DIR] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from data_prep.config import load_config, run_stage, stage_parser
+from data_prep.ehr.cohorts import TaskWindow
+from data_prep.ehr.tasks import build_tasks
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--root", help="MIMIC-IV root (default: data.mimic_iv_root)")
+    parser.add_argument("--ehr", help="extract_ehr output (default: <data.interim_dir>/ehr)")
+    parser.add_argument("--out", help="output directory (default: <data.interim_dir>/tasks)")
+    args = parser.parse_args()
+    cfg = load_config(args.params, args.overrides)
+    interim = Path(cfg.data.interim_dir)
+    windows = {name: TaskWindow(float(cfg.task.min_age), float(cfg.task[name].min_stay_hours),
+                                cfg.task[name].window_hours) for name in cfg.task.names}
+    split = cfg.data.split
+    flows = build_tasks(args.root or cfg.data.mimic_iv_root, args.ehr or interim / "ehr",
+                        args.out or interim / "tasks", list(cfg.task.names), windows, int(split.seed),
+                        {name: split[name] for name in ("train", "val", "test")})
+    for task, flow in flows.items():
+        log.info("%s: %d stays (%s)", task, flow["final"],
+                 ", ".join(f"{k} {v}" for k, v in flow["splits"].items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)
