@@ -113,4 +113,4 @@ def test_repro_then_swap_fusion(workspace):
     shown = json.loads(run(dvc("exp", "show", "--json"), repo, env))
     assert shown, "dvc exp show lists no experiments"
     index = (repo / "reports" / "index.html").read_text()
-    assert "late" in index and "joint" in index
+    assert "late" in index and "joint" in index, "the comparison report misses the baseline or the experiment"
