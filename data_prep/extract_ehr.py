@@ -30,7 +30,7 @@ def main() -> None:
     summary = extract_ehr(args.root or cfg.data.mimic_iv_root,
                           args.out or Path(cfg.data.interim_dir) / "ehr",
                           load_variable_map(ehr.variable_map),
-                          block_size_mb=ehr.block_size_mb, inflater=ehr.get("inflater", "pyarrow"),
+                          block_size_mb=ehr.block_size_mb, inflater=ehr.get("inflater", "isal_threaded"),
                           sort_buckets=ehr.get("sort_buckets", 4))
     log.info("extracted %d events of %d stays from %s", summary["events"], summary["stays"],
              ", ".join(f"{n} {t} rows" for t, n in summary["rows_scanned"].items()))

@@ -1,7 +1,7 @@
 """extract_ehr's logic: raw chartevents + labevents -> events.parquet, stays.parquet, summary.
 
 Memory: the scan is bounded by the CSV block size (a few blocks in flight). Matched rows
-(17 variables; a fraction of chartevents) are buffered (500 k rows) and written into parquet
+(17 variables; a fraction of chartevents) are buffered (500 k rows) and written into LZ4 Arrow IPC
 buckets, each holding a contiguous range of stay_ids; there are at least `sort_buckets` and
 one per ~128 MB of raw event CSV, so a bucket holds the matched rows of ~128 MB of input
 whatever the table size. The final sort loads one bucket at a time, and concatenating the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_prep.ehr.harmonize import ExtractCounts, harmonize
+from data_prep.ehr.harmonize import ExtractCounts, ItemLookup, harmonize
 from data_prep.ehr.stays import load_stays
 from data_prep.ehr.streaming import parse_timestamps, stream_filtered
-from data_prep.ehr.variables import Variable, VariableMap
+from data_prep.ehr.variables import VariableMap
 from data_prep.io import atomic_path, write_json
 from data_prep.schemas import CHARTEVENTS, LABEVENTS, TableSpec
 
@@ -39,9 +40,10 @@ GCS_PARTS = ("gcs_eye_opening", "gcs_motor_response", "gcs_verbal_response")
 
 
 def extract_ehr(root: str | Path, out_dir: str | Path, variable_map: VariableMap, *,
-                block_size_mb: float = 4, inflater: str = "pyarrow", sort_buckets: int = 4) -> dict:
+                block_size_mb: float = 4, inflater: str = "isal_threaded", sort_buckets: int = 4) -> dict:
     """Write events.parquet, stays.parquet and extract_summary.json into `out_dir` (atomically)."""
     stays = load_stays(root)
+    stay_times = StayTimes(stays)
     counts = ExtractCounts()
     with atomic_path(out_dir) as target:
         target.mkdir(parents=True)
@@ -52,10 +54,13 @@ def extract_ehr(root: str | Path, out_dir: str | Path, variable_map: VariableMap
             if not items:
                 continue
             path = spec.locate(root)
-            batches = stream_filtered(spec, path, EVENT_COLUMNS[spec.name], list(items), block_size_mb,
-                                      inflater, counts.rows_scanned)
-            for batch in tqdm(batches, desc=f"scan {spec.name}", unit="block", leave=False):
-                buckets.write(block_events(batch, spec, path, items, stays, counts, variable_map.variables))
+            lookup = ItemLookup(items, variable_map.variables, spec.column_types["itemid"])
+            blocks = stream_filtered(spec, path, EVENT_COLUMNS[spec.name], list(items), block_size_mb,
+                                     inflater, counts.rows_scanned,
+                                     prepare=partial(block_events, spec=spec, path=path, lookup=lookup,
+                                                     stays=stay_times, counts=counts))
+            for events in tqdm(blocks, desc=f"scan {spec.name}", unit="block", leave=False):
+                buckets.write(events)
         n_events = write_sorted_events(buckets, target / "events.parquet", variable_map, counts)
         stays["n_events"] = stays["stay_id"].map(n_events).fillna(0).astype(np.int64)
         pq.write_table(seconds_timestamps(pa.Table.from_pandas(stays, preserve_index=False)),
@@ -86,68 +91,80 @@ def seconds_timestamps(table: pa.Table) -> pa.Table:
                                  for f in table.schema]))
 
 
-def block_events(batch: pa.RecordBatch, spec: TableSpec, path: Path, items: dict[int, tuple[Variable, object]],
-                 stays: pd.DataFrame, counts: ExtractCounts, variable_order: tuple[Variable, ...]) -> pd.DataFrame:
+def block_events(batch: pa.RecordBatch, spec: TableSpec, path: Path, lookup: ItemLookup,
+                 stays: StayTimes, counts: ExtractCounts) -> pa.Table:
     """One block's matched rows as harmonized events attached to stays, with hours since intime."""
     if batch.num_rows == 0:
-        return _empty_events()
+        return BUCKET_SCHEMA.empty_table()
     charttime = parse_timestamps(batch.column("charttime"), path, "charttime").cast(pa.int64())
-    categorical = pa.array([i for i, (var, _) in items.items() if var.is_categorical], pa.int32())
-    # only categorical rows and rows without valuenum need the text column in pandas
-    need_text = pc.or_(pc.is_in(batch.column("itemid"), value_set=categorical), pc.is_null(batch.column("valuenum")))
-    text = pc.if_else(need_text, batch.column("value"), pa.scalar(None, pa.string()))
-    key = "stay_id" if spec.name == "chartevents" else "subject_id"
-    frame = pd.DataFrame({key: batch.column(key).to_numpy(zero_copy_only=False),
-                          "charttime": charttime.to_numpy(zero_copy_only=False),
-                          "itemid": batch.column("itemid").to_numpy(zero_copy_only=False),
-                          "value": text.to_pandas(), "valuenum": batch.column("valuenum").to_pandas()})
-    events = harmonize(frame, items, counts)
-    code_of_name = {var.name: code for code, var in enumerate(variable_order)}
-    code_of_item = {itemid: code_of_name[var.name] for itemid, (var, _) in items.items()}
-    events["code"] = events["itemid"].map(code_of_item).to_numpy(np.int16) if len(events) else np.int16(0)
-    attach = _attach_by_stay_id if spec.name == "chartevents" else _attach_by_subject_time
-    attached = attach(events, stays)
-    counts.unattached[spec.name] += len(events) - len(attached)
-    return attached
+    events = harmonize(batch.column("itemid"), batch.column("value"), batch.column("valuenum"), lookup, counts)
+    seconds = charttime.to_numpy(zero_copy_only=False)[events.rows]
+    if spec.name == "chartevents":
+        keys = batch.column("stay_id").take(pa.array(events.rows)).fill_null(-1).to_numpy(zero_copy_only=False)
+        stay, intime = stays.by_stay_id(keys)
+    else:
+        keys = batch.column("subject_id").take(pa.array(events.rows)).fill_null(-1).to_numpy(zero_copy_only=False)
+        stay, intime = stays.by_subject_time(keys, seconds)
+    attached = np.flatnonzero(stay >= 0)
+    counts.unattached[spec.name] += len(stay) - len(attached)
+    return pa.table({"stay_id": pa.array(stay[attached], pa.int64()),
+                     "hours": pa.array(((seconds[attached] - intime[attached]) / 3600.0).astype(np.float32)),
+                     "code": pa.array(events.code[attached], pa.int16()),
+                     "value": pa.array(events.value[attached].astype(np.float32)),
+                     "text": batch.column("value").take(pa.array(events.rows[attached],
+                                                                  mask=~events.has_text[attached]))},
+                    schema=BUCKET_SCHEMA)
 
 
-def _attach_by_stay_id(events: pd.DataFrame, stays: pd.DataFrame) -> pd.DataFrame:
-    position = pd.Index(stays["stay_id"]).get_indexer(events["stay_id"].fillna(-1).astype(np.int64))
-    known = position >= 0
-    intime = _seconds(stays["intime"])[position[known]]
-    events = events.loc[known]
-    return _event_frame(events["stay_id"].to_numpy(np.int64), events["charttime"].to_numpy() - intime, events)
+class StayTimes:
+    """The stays' ids and ICU windows as sorted arrays, for attaching events without a join."""
 
+    def __init__(self, stays: pd.DataFrame) -> None:
+        order = np.argsort(stays["stay_id"].to_numpy(np.int64), kind="stable")
+        self.stay_id = stays["stay_id"].to_numpy(np.int64)[order]
+        self.intime = _seconds(stays["intime"])[order]
+        self.outtime = _seconds(stays["outtime"])[order]
+        # the same stays grouped by subject, each subject's stays in stay_id order
+        by_subject = np.argsort(stays["subject_id"].to_numpy(np.int64)[order], kind="stable")
+        self.subject_of = stays["subject_id"].to_numpy(np.int64)[order][by_subject]
+        self.by_subject = by_subject
+        self.max_stays_per_subject = int(np.unique(self.subject_of, return_counts=True)[1].max(initial=0))
 
-def _attach_by_subject_time(events: pd.DataFrame, stays: pd.DataFrame) -> pd.DataFrame:
-    """Labs often lack hadm_id: a lab row belongs to the subject's stay whose [intime, outtime] holds it."""
-    windows = pd.DataFrame({"subject_id": stays["subject_id"].to_numpy(), "stay_id": stays["stay_id"].to_numpy(),
-                            "intime": _seconds(stays["intime"]), "outtime": _seconds(stays["outtime"])})
-    rows = events.reset_index(drop=True).rename_axis("row").reset_index()
-    joined = rows.merge(windows, on="subject_id", how="inner")
-    inside = joined[(joined["charttime"] >= joined["intime"]) & (joined["charttime"] <= joined["outtime"])]
-    inside = inside.drop_duplicates("row", keep="first")
-    return _event_frame(inside["stay_id"].to_numpy(np.int64),
-                        inside["charttime"].to_numpy() - inside["intime"].to_numpy(), inside)
+    def by_stay_id(self, stay_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(stay_id, intime) per event; stay -1 where the stay is unknown."""
+        if not len(self.stay_id):
+            return np.full(len(stay_id), -1, np.int64), np.zeros(len(stay_id), np.int64)
+        position = np.minimum(np.searchsorted(self.stay_id, stay_id), len(self.stay_id) - 1)
+        return np.where(self.stay_id[position] == stay_id, stay_id, -1), self.intime[position]
 
-
-def _event_frame(stay_id: np.ndarray, seconds: np.ndarray, events: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"stay_id": stay_id, "hours": (seconds / 3600.0).astype(np.float32),
-                         "code": events["code"].to_numpy(np.int16),
-                         "value": events["value"].to_numpy(np.float32, na_value=np.nan),
-                         "text": events["text"].to_numpy()})
+    def by_subject_time(self, subject_id: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labs often lack hadm_id: a lab row belongs to the subject's stay whose [intime, outtime]
+        holds it (the lowest stay_id if several do); stay -1 where none does."""
+        first = np.searchsorted(self.subject_of, subject_id, side="left")
+        last = np.searchsorted(self.subject_of, subject_id, side="right")
+        stay = np.full(len(subject_id), -1, np.int64)
+        intime = np.zeros(len(subject_id), np.int64)
+        for k in range(self.max_stays_per_subject):
+            candidate = first + k
+            open_rows = np.flatnonzero((candidate < last) & (stay < 0))
+            if not len(open_rows):
+                break
+            position = self.by_subject[candidate[open_rows]]
+            inside = (seconds[open_rows] >= self.intime[position]) & (seconds[open_rows] <= self.outtime[position])
+            stay[open_rows[inside]] = self.stay_id[position[inside]]
+            intime[open_rows[inside]] = self.intime[position[inside]]
+        return stay, intime
 
 
 def _seconds(times: pd.Series) -> np.ndarray:
     return times.to_numpy("datetime64[s]").astype(np.int64)
 
 
-def _empty_events() -> pd.DataFrame:
-    return BUCKET_SCHEMA.empty_table().to_pandas()
-
-
 class StayBuckets:
-    """Parquet files that each hold the events of one contiguous range of stay_ids."""
+    """Arrow IPC files that each hold the events of one contiguous range of stay_ids.
+
+    Temporary (read once, then deleted), so the fast LZ4 IPC format rather than parquet.
+    """
 
     def __init__(self, directory: Path, stay_ids: np.ndarray, n_buckets: int) -> None:
         ordered = np.unique(stay_ids)
@@ -156,33 +173,36 @@ class StayBuckets:
             if len(ordered) else np.zeros(1, dtype=np.int64)
         self.directory = directory
         directory.mkdir(parents=True)
-        self.writers: dict[int, pq.ParquetWriter] = {}
-        self.pending: list[pd.DataFrame] = []
+        self.writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.flush_rows = 500_000
 
     def path(self, bucket: int) -> Path:
-        return self.directory / f"bucket_{bucket:04d}.parquet"
+        return self.directory / f"bucket_{bucket:04d}.arrow"
 
-    def write(self, events: pd.DataFrame) -> None:
-        """Buffer rows and flush them in large batches, so each bucket gets big row groups."""
-        if events.empty:
+    def write(self, events: pa.Table) -> None:
+        """Buffer rows and flush them in large batches, so each bucket gets big record batches."""
+        if not events.num_rows:
             return
         self.pending.append(events)
-        self.pending_rows += len(events)
+        self.pending_rows += events.num_rows
         if self.pending_rows >= self.flush_rows:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        events = pd.concat(self.pending, ignore_index=True)
+        events = pa.concat_tables(self.pending).combine_chunks()
         self.pending, self.pending_rows = [], 0
-        bucket_of_row = np.searchsorted(self.edges, events["stay_id"].to_numpy(), side="right") - 1
-        for bucket, rows in events.groupby(bucket_of_row, sort=False):
+        bucket_of_row = np.searchsorted(self.edges, events.column("stay_id").to_numpy(), side="right") - 1
+        order = np.argsort(bucket_of_row, kind="stable")
+        buckets, starts = np.unique(bucket_of_row[order], return_index=True)
+        for bucket, rows in zip(buckets, np.split(order, starts[1:]), strict=True):
             if bucket not in self.writers:
-                self.writers[bucket] = pq.ParquetWriter(self.path(bucket), BUCKET_SCHEMA)
-            self.writers[bucket].write_table(pa.Table.from_pandas(rows, schema=BUCKET_SCHEMA, preserve_index=False))
+                options = pa.ipc.IpcWriteOptions(compression="lz4")
+                self.writers[bucket] = pa.ipc.new_file(self.path(bucket), BUCKET_SCHEMA, options=options)
+            self.writers[bucket].write_table(events.take(pa.array(rows)))
 
     def read_in_order(self):
         self.flush()
@@ -190,7 +210,11 @@ class StayBuckets:
             writer.close()
         for bucket in range(self.n_buckets):
             if bucket in self.writers:
-                yield pq.read_table(self.path(bucket)).to_pandas()
+                with pa.memory_map(str(self.path(bucket))) as source:
+                    table = pa.ipc.open_file(source).read_all()
+                yield table
+                del table
+                self.path(bucket).unlink()
         shutil.rmtree(self.directory)
 
 
@@ -206,20 +230,34 @@ def write_sorted_events(buckets: StayBuckets, path: Path, variable_map: Variable
         for events in tqdm(buckets.read_in_order(), total=buckets.n_buckets, desc="sort events",
                            unit="bucket", leave=False):
             if variable_map.derive_gcs_total:
-                derived = derive_gcs_total(events, variable_map.names)
-                counts.derived["gcs_total"] += len(derived)
-                counts.rows_kept["gcs_total"] += len(derived)
-                events = pd.concat([events, derived], ignore_index=True)
-            events = events.sort_values(["stay_id", "hours"], kind="stable", ignore_index=True)
-            codes = events["code"].to_numpy(np.int32)
+                derived = derived_gcs_rows(events, variable_map.names)
+                counts.derived["gcs_total"] += derived.num_rows
+                counts.rows_kept["gcs_total"] += derived.num_rows
+                events = pa.concat_tables([events, derived])
+            # Arrow's sort is stable, as pandas' was: ties keep bucket (file, then variable name) order
+            events = events.take(pc.sort_indices(events, sort_keys=[("stay_id", "ascending"), ("hours", "ascending")]))
+            stay_id = events.column("stay_id").to_numpy()
+            codes = events.column("code").cast(pa.int32()).combine_chunks()
             writer.write_table(pa.table({
-                "stay_id": pa.array(events["stay_id"].to_numpy(), pa.int64()),
-                "hours": pa.array(events["hours"].to_numpy(), pa.float32()),
-                "variable": pa.DictionaryArray.from_arrays(pa.array(codes), dictionary),
-                "value": pa.array(events["value"].to_numpy(), pa.float32(), from_pandas=True),
-                "text": pa.array(events["text"], pa.string(), from_pandas=True)}, schema=schema))
-            n_events.update(events["stay_id"].value_counts().to_dict())
+                "stay_id": events.column("stay_id"), "hours": events.column("hours"),
+                "variable": pa.DictionaryArray.from_arrays(codes, dictionary),
+                "value": events.column("value"), "text": events.column("text")}, schema=schema))
+            ids, sizes = np.unique(stay_id, return_counts=True)
+            n_events.update(zip(ids.tolist(), sizes.tolist(), strict=True))
     return n_events
+
+
+def derived_gcs_rows(events: pa.Table, names: list[str]) -> pa.Table:
+    """derive_gcs_total on the bucket's GCS part rows only (a small pandas frame), as bucket rows."""
+    part_codes = pa.array([names.index(name) for name in GCS_PARTS], pa.int16())
+    parts = events.filter(pc.is_in(events.column("code"), value_set=part_codes))
+    frame = pd.DataFrame({column: parts.column(column).to_numpy() for column in ("stay_id", "hours", "code", "value")})
+    derived = derive_gcs_total(frame.assign(text=None), names)
+    return pa.table({"stay_id": pa.array(derived["stay_id"].to_numpy(), pa.int64()),
+                     "hours": pa.array(derived["hours"].to_numpy(), pa.float32()),
+                     "code": pa.array(derived["code"].to_numpy(), pa.int16()),
+                     "value": pa.array(derived["value"].to_numpy(), pa.float32()),
+                     "text": pa.array(derived["text"].to_numpy(), pa.string())}, schema=BUCKET_SCHEMA)
 
 
 def derive_gcs_total(events: pd.DataFrame, names: list[str]) -> pd.DataFrame:

@@ -3,15 +3,20 @@
 MedFuse's conversions mostly never fire (inches stay inches, FiO2 always divided by 100);
 here a unit rule is attached to an itemid in the variable map and every conversion and
 every dropped row is counted, so the extraction summary shows what happened to the data.
+All per-row work is vectorized over a whole block (numpy / pyarrow.compute); Python runs
+once per block, per variable or per distinct category text, never per row.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_prep.ehr.variables import Item, Variable
 
@@ -71,63 +76,141 @@ class ExtractCounts:
                 "rows_derived": dict(self.derived)}
 
 
-def harmonize(frame: pd.DataFrame, items: dict[int, tuple[Variable, Item]],
-              counts: ExtractCounts) -> pd.DataFrame:
-    """Map matched rows (itemid, value, valuenum, ...) to (variable, value, text), harmonized.
+class ItemLookup:
+    """One source table's itemids with their variable, unit rule and limits as arrays.
+
+    A block is harmonized by indexing these arrays with each row's item position, so the
+    work per block is a fixed number of vectorized calls whatever its row count.
+    """
+
+    def __init__(self, items: dict[int, tuple[Variable, Item]], variables: tuple[Variable, ...],
+                 itemid_type: pa.DataType) -> None:
+        code_of_name = {var.name: code for code, var in enumerate(variables)}
+        self.variables = variables
+        self.itemids = pa.array(list(items), itemid_type)
+        self.rule_names = tuple(sorted({item.convert for _, item in items.values() if item.convert}))
+        self.item_code = np.array([code_of_name[var.name] for var, _ in items.values()], np.int16)
+        self.item_rule = np.array([self.rule_names.index(item.convert) if item.convert else -1
+                                   for _, item in items.values()], np.int16)
+        self.categorical = np.array([var.is_categorical for var in variables], bool)
+        self.low = np.array([var.value_range[0] if var.value_range else -np.inf for var in variables])
+        self.high = np.array([var.value_range[1] if var.value_range else np.inf for var in variables])
+        # rows leave harmonize grouped by variable name (then in file order): the order of ties
+        # in the final stable (stay_id, hours) sort
+        self.name_rank = np.argsort(np.argsort([var.name for var in variables], kind="stable"))
+
+
+@dataclass
+class Harmonized:
+    """A block's kept rows: `rows` index the block, in output order; the rest align with it.
+
+    Only categorical rows keep their raw text (the block's `value` at that row).
+    """
+
+    rows: np.ndarray
+    code: np.ndarray
+    value: np.ndarray
+    has_text: np.ndarray
+
+
+def harmonize(itemid: pa.Array, value: pa.Array, valuenum: pa.Array, lookup: ItemLookup,
+              counts: ExtractCounts) -> Harmonized:
+    """Map a block's matched rows to (variable code, value, text), harmonized and counted.
 
     Continuous rows take `valuenum`, else `value` parsed as a number; categorical rows keep
     the raw text and get the score of the category it maps to. Unparseable text and values
     outside the variable's physiological range are dropped and counted.
     """
-    parts = []
-    for variable, rows in _rows_by_variable(frame, items):
-        counts.rows_matched[variable.name] += len(rows)
-        parse = _parse_categorical if variable.is_categorical else _parse_continuous
-        kept = parse(variable, rows, items, counts)
-        counts.rows_kept[variable.name] += len(kept)
-        parts.append(kept)
-    if not parts:
-        return frame.iloc[:0].assign(variable=pd.Series(dtype=object), text=pd.Series(dtype=object))
-    return pd.concat(parts, ignore_index=True)
+    item = pc.index_in(itemid, value_set=lookup.itemids).fill_null(-1).to_numpy(zero_copy_only=False)
+    if (item < 0).any():
+        raise ValueError("harmonize got rows of itemids outside the variable map")
+    code = lookup.item_code[item]
+    categorical = lookup.categorical[code]
+    continuous = ~categorical
+    values = np.array(valuenum.to_numpy(zero_copy_only=False), dtype=np.float64, copy=True)
+    _parse_missing_numbers(values, continuous, value, valuenum)
+    parseable = continuous & ~np.isnan(values)
+    conversions = _convert_units(values, code, lookup.item_rule[item], continuous, parseable, lookup)
+    impossible = parseable & ((values < lookup.low[code]) | (values > lookup.high[code]))
+    known = _score_categories(values, code, categorical, value, lookup)
+    keep = (parseable & ~impossible) | known
+    _count(counts, lookup, code, keep, continuous & ~parseable, categorical & ~known, impossible, conversions)
+    rows = np.flatnonzero(keep)
+    rows = rows[np.argsort(lookup.name_rank[code[rows]], kind="stable")]
+    return Harmonized(rows, code[rows], values[rows], categorical[rows])
 
 
-def _rows_by_variable(frame: pd.DataFrame, items: dict[int, tuple[Variable, Item]]):
-    names = frame["itemid"].map({itemid: var.name for itemid, (var, _) in items.items()})
-    variables = {var.name: var for var, _ in items.values()}
-    for name, rows in frame.groupby(names, sort=True):
-        yield variables[name], rows
+def _parse_missing_numbers(values: np.ndarray, continuous: np.ndarray, value: pa.Array, valuenum: pa.Array) -> None:
+    """Continuous rows without `valuenum` parse `value` (as pandas would: rare, so per subset)."""
+    missing = np.flatnonzero(continuous & np.isnan(values))
+    if not len(missing):
+        return
+    taken = pa.array(missing)
+    texts = pc.if_else(pc.is_null(valuenum.take(taken)), value.take(taken), pa.scalar(None, pa.string()))
+    values[missing] = pd.to_numeric(np.asarray(texts.to_pylist(), dtype=object), errors="coerce")
 
 
-def _parse_continuous(variable: Variable, rows: pd.DataFrame, items: dict[int, tuple[Variable, Item]],
-                      counts: ExtractCounts) -> pd.DataFrame:
-    values = rows["valuenum"].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-    missing = np.isnan(values)
-    if missing.any():
-        values[missing] = pd.to_numeric(rows["value"].to_numpy()[missing], errors="coerce")
-    parseable = ~np.isnan(values)
-    counts.text_unparseable[variable.name] += int((~parseable).sum())
-    rules = rows["itemid"].map({itemid: item.convert for itemid, (_, item) in items.items()}).to_numpy(object)
-    for rule in [r for r in pd.unique(rules) if isinstance(r, str)]:
-        selected = (rules == rule) & parseable
-        converted_values, converted = UNIT_RULES[rule](values[selected])
+def _convert_units(values: np.ndarray, code: np.ndarray, rule: np.ndarray, continuous: np.ndarray,
+                   parseable: np.ndarray, lookup: ItemLookup) -> list[tuple[int, str, int]]:
+    """Apply each (variable, rule) present; return (code, rule, rows converted) in first-seen order."""
+    with_rule = np.flatnonzero(continuous & (rule >= 0))
+    if not len(with_rule):
+        return []
+    pairs = code[with_rule].astype(np.int64) * 1024 + rule[with_rule]
+    unique, first = np.unique(pairs, return_index=True)
+    done = []
+    for pair in unique[np.argsort(first, kind="stable")]:
+        pair_code, pair_rule = int(pair // 1024), int(pair % 1024)
+        selected = with_rule[(pairs == pair) & parseable[with_rule]]
+        converted_values, converted = UNIT_RULES[lookup.rule_names[pair_rule]](values[selected])
         values[selected] = converted_values
-        counts.unit_conversions[rule] += int(converted.sum())
-    keep = parseable
-    if variable.value_range is not None:
-        low, high = variable.value_range
-        impossible = parseable & ((values < low) | (values > high))
-        counts.impossible_dropped[variable.name] += int(impossible.sum())
-        keep = parseable & ~impossible
-    kept = rows.loc[keep, [c for c in rows.columns if c not in ("value", "valuenum")]]
-    return kept.assign(variable=variable.name, value=values[keep], text=None)
+        done.append((pair_code, lookup.rule_names[pair_rule], int(converted.sum())))
+    return done
 
 
-def _parse_categorical(variable: Variable, rows: pd.DataFrame, items: dict[int, tuple[Variable, Item]],
-                       counts: ExtractCounts) -> pd.DataFrame:
-    text = rows["value"].astype(object)
-    categories = text.str.strip().str.lower().map(variable.text_lookup)
-    known = categories.notna().to_numpy()
-    counts.text_unparseable[variable.name] += int((~known).sum())
-    scores = categories[known].map(variable.scores).astype(np.float64)
-    kept = rows.loc[known, [c for c in rows.columns if c not in ("value", "valuenum")]]
-    return kept.assign(variable=variable.name, value=scores.to_numpy(), text=text[known].to_numpy())
+def _score_categories(values: np.ndarray, code: np.ndarray, categorical: np.ndarray, value: pa.Array,
+                      lookup: ItemLookup) -> np.ndarray:
+    """Categorical rows: score of the category their text maps to; returns which rows mapped.
+
+    Texts repeat heavily (a few spellings per variable), so each distinct text is looked up
+    once in Python and the rows take the result by dictionary index.
+    """
+    known = np.zeros(len(code), bool)
+    rows = np.flatnonzero(categorical)
+    if not len(rows):
+        return known
+    encoded = pc.dictionary_encode(value.take(pa.array(rows)))
+    entries = encoded.dictionary.to_pylist()
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    for variable_code in np.unique(code[rows]):
+        variable = lookup.variables[variable_code]
+        lookup_text = variable.text_lookup
+        categories = [lookup_text.get(text.strip().lower()) for text in entries]
+        entry_known = np.array([c is not None for c in categories] + [False])
+        entry_score = np.array([float(variable.scores[c]) if c is not None and c in variable.scores else np.nan
+                                for c in categories] + [np.nan])
+        mine = code[rows] == variable_code
+        known[rows[mine]] = entry_known[index[mine]]
+        values[rows[mine]] = entry_score[index[mine]]
+    return known
+
+
+def _count(counts: ExtractCounts, lookup: ItemLookup, code: np.ndarray, keep: np.ndarray,
+           unparseable: np.ndarray, unknown_text: np.ndarray, impossible: np.ndarray,
+           conversions: list[tuple[int, str, int]]) -> None:
+    """Tally by variable in name order (as the per-variable loop of the pandas version did)."""
+    n = len(lookup.variables)
+    matched = np.bincount(code, minlength=n)
+    kept = np.bincount(code, weights=keep, minlength=n)
+    failed = np.bincount(code, weights=unparseable | unknown_text, minlength=n)
+    dropped = np.bincount(code, weights=impossible, minlength=n)
+    for variable_code in sorted(np.flatnonzero(matched), key=lambda c: lookup.variables[c].name):
+        variable = lookup.variables[variable_code]
+        counts.rows_matched[variable.name] += int(matched[variable_code])
+        counts.text_unparseable[variable.name] += int(failed[variable_code])
+        for pair_code, rule, converted in conversions:
+            if pair_code == variable_code:
+                counts.unit_conversions[rule] += converted
+        if not variable.is_categorical and variable.value_range is not None:
+            counts.impossible_dropped[variable.name] += int(dropped[variable_code])
+        counts.rows_kept[variable.name] += int(kept[variable_code])
