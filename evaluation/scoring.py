@@ -2,13 +2,15 @@
 
 The plain estimate and every bootstrap resample go through the same call (row 0 of the
 weight matrix is all ones), so the CI is a CI of exactly the reported estimator. The macro
-average is computed per resample (mean over the labels defined in that resample), never by
-averaging per-label CI bounds.
+average is computed per resample, never by averaging per-label CI bounds, over one fixed
+label set: the labels defined on the whole set. A resample in which one of them has a single
+class gives no macro value (it is counted as invalid) rather than a mean over fewer labels,
+because dropping the rare labels a resample happens to miss would shift the replicates away
+from the point estimate (rare labels have the lowest AUPRC).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +42,9 @@ def _with_point_row(weights: np.ndarray) -> np.ndarray:
     return np.vstack([np.ones((1, weights.shape[1]), dtype=weights.dtype), weights])
 
 
-def _nanmean_rows(stacked: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        return np.nanmean(stacked, axis=0)
+def _mean_rows(stacked: np.ndarray) -> np.ndarray:
+    """Column means; NaN wherever any label is undefined in that resample."""
+    return stacked.mean(axis=0)
 
 
 def score_head(y_true: np.ndarray, y_prob: np.ndarray, labels: list[str],
@@ -67,7 +68,7 @@ def score_head(y_true: np.ndarray, y_prob: np.ndarray, labels: list[str],
     summary: dict[str, Scored] = {}
     for metric in METRICS:
         if stacked[metric]:
-            macro = _nanmean_rows(np.vstack(stacked[metric]))
+            macro = _mean_rows(np.vstack(stacked[metric]))
         else:
             macro = np.full(all_weights.shape[0], np.nan)
         summary[metric] = Scored(float(macro[0]), macro[1:])

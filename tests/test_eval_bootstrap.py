@@ -7,6 +7,7 @@ import math
 import time
 
 import numpy as np
+import pytest
 
 from evaluation.bootstrap import difference, estimate, patient_resamples
 from evaluation.metrics import auroc_ap
@@ -123,3 +124,27 @@ def test_default_bootstrap_size_runs_in_seconds():
     for _ in range(3):
         score_head(y, rng.random(y.shape), labels, weights)
     assert time.perf_counter() - started < 30
+
+
+def test_macro_uses_one_fixed_label_set_in_every_resample():
+    """A resample that misses a rare label's positives gives no macro value (counted invalid),
+    so the replicates average the same labels as the point estimate."""
+    rng = np.random.default_rng(3)
+    n = 60
+    common = (rng.random(n) < 0.4).astype(float)
+    rare = np.zeros(n)
+    rare[:2] = 1.0  # two positives: many resamples draw neither
+    y_true = np.column_stack([common, rare])
+    y_prob = np.clip(y_true * 0.3 + rng.random((n, 2)) * 0.7, 0, 1)
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=200).astype(float)
+
+    scores = score_head(y_true, y_prob, ["common", "rare"], weights)
+    macro = scores.summary["auprc"].replicates
+    rare_rows = scores.per_label["rare"]["auprc"].replicates
+    common_rows = scores.per_label["common"]["auprc"].replicates
+    undefined = ~np.isfinite(rare_rows)
+    assert undefined.any() and (~undefined).any()
+    assert np.isnan(macro[undefined]).all()
+    np.testing.assert_allclose(macro[~undefined], (rare_rows + common_rows)[~undefined] / 2)
+    assert scores.summary["auprc"].point == pytest.approx(
+        (scores.per_label["rare"]["auprc"].point + scores.per_label["common"]["auprc"].point) / 2)
