@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 
 from data_prep.config import load_config, run_stage, stage_parser
-from data_prep.ehr.cohorts import TaskWindow
+from data_prep.ehr.cohorts import LABELERS, TaskWindow
 from data_prep.ehr.tasks import build_tasks
+from data_prep.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: <data.interim_dir>/tasks)")
     args = parser.parse_args()
     cfg = load_config(args.params, args.overrides)
+    unknown = [name for name in cfg.task.names if name not in LABELERS or name not in cfg.task]
+    if unknown:
+        raise PipelineInputError(f"task.names: unknown task {unknown[0]!r} (expected one of "
+                                 f"{', '.join(LABELERS)}, each with task.<name> settings)")
     interim = Path(cfg.data.interim_dir)
     windows = {name: TaskWindow(float(cfg.task.min_age), float(cfg.task[name].min_stay_hours),
                                 cfg.task[name].window_hours) for name in cfg.task.names}

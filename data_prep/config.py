@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from data_prep.errors import PipelineInputError
 
@@ -33,8 +33,54 @@ def load_config(params: str | os.PathLike[str] = DEFAULT_PARAMS,
     if bad:
         raise PipelineInputError(f"override {bad[0]!r}: expected key=value, e.g. train.epochs=3")
     if overrides:
+        for item in overrides:
+            key = item.split("=", 1)[0].lstrip("+")
+            check_override_type(key, OmegaConf.select(cfg, key), _parsed_value(item))
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     return cfg
+
+
+def _parsed_value(item: str) -> object:
+    """The override's value as OmegaConf's dotlist parser reads it (YAML scalars, lists, dicts)."""
+    key = item.split("=", 1)[0].lstrip("+")
+    return OmegaConf.select(OmegaConf.from_dotlist([item.lstrip("+")]), key)
+
+
+def _kind(value: object) -> str | None:
+    """The type family an override must keep; None where anything goes (null or text)."""
+    if isinstance(value, bool):
+        return "a boolean (true/false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, list | ListConfig):
+        return "a list, e.g. [a, b]"
+    if isinstance(value, dict | DictConfig):
+        return "a mapping, e.g. {a: 1}"
+    return None
+
+
+def check_override_type(key: str, current: object, new: object, where: str = "params.yaml") -> None:
+    """A `key=value` override must keep the type of the value it replaces.
+
+    Without this a typo such as `data.cxr.image_size=abc` is only noticed deep inside a
+    stage as a ValueError traceback; here it becomes one line naming the setting. Null and
+    text settings accept anything (their stages validate them), an integer fits a number.
+    """
+    expected = _kind(current)
+    if expected is None or new is None:
+        return
+    if _kind(new) == expected or (expected == "a number" and _kind(new) == "an integer"):
+        return
+    raise PipelineInputError(f"override {key}={new!r}: expected {expected} ({where} has {current!r})")
+
+
+def check_task(cfg: DictConfig, task: str) -> None:
+    """A stage's `--task` must name one of task.names; otherwise its paths would not exist."""
+    names = list(cfg.task.names)
+    if task not in names:
+        raise PipelineInputError(f"--task {task!r}: expected one of task.names ({', '.join(names)})")
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from data_prep.config import load_config, run_stage, stage_parser
+from data_prep.config import check_task, load_config, run_stage, stage_parser
 from data_prep.ehr.tensors import build_tensors
 from data_prep.ehr.variables import load_variable_map
 
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: <data.processed_dir>/ehr/<task>)")
     args = parser.parse_args()
     cfg = load_config(args.params, args.overrides)
+    check_task(cfg, args.task)
     interim = Path(cfg.data.interim_dir)
     ehr = cfg.data.ehr
     summary = build_tensors(Path(args.ehr or interim / "ehr") / "events.parquet",

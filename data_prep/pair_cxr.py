@@ -9,10 +9,9 @@ pairs_<task>_counts.json. The rule is in data_prep/cxr/pairing.py.
 
 from __future__ import annotations
 
-from data_prep.config import load_config, run_stage, stage_parser
+from data_prep.config import check_task, load_config, run_stage, stage_parser
 from data_prep.cxr import paths
 from data_prep.cxr.pair_task import pair_task
-from data_prep.errors import PipelineInputError
 
 
 def main() -> None:
@@ -20,9 +19,7 @@ def main() -> None:
     parser.add_argument("--task", required=True, help="task name, one of task.names")
     args = parser.parse_args()
     cfg = load_config(args.params, args.overrides)
-    if args.task not in cfg.task.names:
-        raise PipelineInputError(f"--task {args.task!r}: expected one of task.names "
-                                 f"({', '.join(cfg.task.names)})")
+    check_task(cfg, args.task)
     pair_task(paths.labels_path(cfg, args.task), cfg.data.mimic_cxr_root, list(cfg.data.cxr.views),
               paths.pairs_path(cfg, args.task), paths.counts_path(cfg, args.task), task=args.task)
 

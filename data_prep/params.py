@@ -33,15 +33,46 @@ def to_yaml(params: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(params, sort_keys=False, default_flow_style=None, width=100)
 
 
+def checked_compose(overrides: list[str]) -> dict[str, Any]:
+    """compose(), with bad overrides turned into one PipelineInputError line instead of Hydra's traceback.
+
+    Hydra does not type-check plain YAML groups, so a dotted `key=value` override must keep
+    the type of the value it replaces in the composition of the group choices alone.
+    """
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from data_prep.config import check_override_type
+    from data_prep.errors import PipelineInputError
+
+    try:
+        params = compose(overrides)
+    except HydraException as err:
+        lines = [line.strip() for line in str(err).split("Config search path")[0].splitlines() if line.strip()]
+        message = " ".join(lines[:2]) + (f" {', '.join(lines[2:])}" if lines[2:] else "")
+        raise PipelineInputError(f"overrides {' '.join(overrides)}: {message}") from None
+    dotted = [item for item in overrides if "=" in item and "." in item.split("=", 1)[0]
+              and not item.startswith(("+", "~"))]
+    if dotted:
+        groups = OmegaConf.create(compose([item for item in overrides if item not in dotted]))
+        for item in dotted:
+            key = item.split("=", 1)[0]
+            check_override_type(key, OmegaConf.select(groups, key),
+                                OmegaConf.select(OmegaConf.create(params), key), where="configs/")
+    return params
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. fusion=late")
-    parser.add_argument("--out", default="params.yaml")
+    parser.add_argument("--out", default="params.yaml", help="output file (default: params.yaml)")
     args = parser.parse_args()
     from data_prep.io import write_text
 
-    write_text(args.out, to_yaml(compose(args.overrides)))
+    write_text(args.out, to_yaml(checked_compose(args.overrides)))
 
 
 if __name__ == "__main__":
-    main()
+    from data_prep.config import run_stage
+
+    run_stage(main)

@@ -10,7 +10,9 @@ fused - CXR on the paired set only (on the partial set the two heads see differe
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,7 @@ class EvalSettings:
     age_bands: tuple[float, ...] = (18, 40, 65, 80)
 
     @classmethod
-    def from_config(cls, eval_cfg) -> EvalSettings:
+    def from_config(cls, eval_cfg: Mapping[str, Any]) -> EvalSettings:
         """From the `eval` group (a dict or DictConfig); missing keys keep the defaults."""
         defaults = cls()
         def get(key):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from data_prep.config import load_config, run_stage, stage_parser
+from data_prep.config import check_task, load_config, run_stage, stage_parser
 from evaluation.task_report import task_inputs, write_task_report
 
 
@@ -30,7 +30,9 @@ def main() -> None:
                         help="dvc.lock to read the data version from (default: dvc.lock)")
     parser.add_argument("--out-dir", type=Path, help="output folder (default: <eval.reports_dir>/<task>)")
     args = parser.parse_args()
-    config = OmegaConf.to_container(load_config(args.params, args.overrides), resolve=True)
+    cfg = load_config(args.params, args.overrides)
+    check_task(cfg, args.task)
+    config = OmegaConf.to_container(cfg, resolve=True)
     inputs = task_inputs(config, args.task, args.dvc_lock)
     explicit = {field: getattr(args, field) for field in ("predictions", "history", "labels", "cohort")}
     explicit["pair_counts"] = args.pair_counts

@@ -56,5 +56,6 @@ def test_peak_memory_does_not_grow_with_chartevents(tmp_path):
     assert large_bytes - small_bytes > 190 * 2**20
     growth = peak_rss(large, tmp_path / "out_large") - peak_rss(small, tmp_path / "out_small")
     # a table-sized reader would grow by at least the CSV size (several times that in pandas);
-    # the streaming scan stays flat up to allocator noise (measured: +/- 60 MB at 1 MB blocks)
-    assert growth < 0.4 * (large_bytes - small_bytes), (growth, large_bytes - small_bytes)
+    # the streaming scan stays flat up to allocator noise (measured: +/- 60 MB at 1 MB blocks alone,
+    # up to 89 MB while the rest of the suite loads the machine), so the bound is half the CSV size
+    assert growth < 0.5 * (large_bytes - small_bytes), (growth, large_bytes - small_bytes)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.params import CONFIG_DIR, compose, to_yaml
+from data_prep.config import check_task, load_config
+from data_prep.errors import PipelineInputError
+from data_prep.params import CONFIG_DIR, checked_compose, compose, to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ("data", "task", "model", "fusion", "balancing", "train", "eval")
@@ -46,7 +48,9 @@ def test_every_option_composes(group, option):
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(Exception, match="fusion"):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="fusion/no_such_method"):
         compose(["fusion=no_such_method"])
 
 
@@ -54,3 +58,35 @@ def test_dvc_hydra_integration_and_analytics_are_configured():
     dvc_config = (ROOT / ".dvc" / "config").read_text()
     assert "analytics = false" in dvc_config
     assert "enabled = true" in dvc_config and "config_dir = configs" in dvc_config
+
+
+def test_checked_compose_turns_bad_overrides_into_one_line():
+    with pytest.raises(PipelineInputError, match="fusion/no_such_method") as err:
+        checked_compose(["fusion=no_such_method"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(PipelineInputError, match="data.cxr.image_size='abc': expected an integer"):
+        checked_compose(["data.cxr.image_size=abc"])
+    assert checked_compose(["data.cxr.image_size=96"])["data"]["cxr"]["image_size"] == 96
+
+
+@pytest.mark.parametrize(("override", "expected"), [("data.cxr.image_size=abc", "an integer"),
+                                                    ("train.epochs=2.5", "an integer"),
+                                                    ("train.lr=fast", "a number"),
+                                                    ("train.channels_last=0", "a boolean"),
+                                                    ("data.cxr.views=AP", "a list")])
+def test_load_config_rejects_an_override_of_the_wrong_type(override, expected):
+    with pytest.raises(PipelineInputError, match=f"override {override.split('=')[0]}=.*expected {expected}"):
+        load_config(ROOT / "params.yaml", [override])
+
+
+def test_load_config_accepts_overrides_of_the_same_type():
+    cfg = load_config(ROOT / "params.yaml", ["train.lr=1", "data.cxr.views=[AP,PA]",
+                                             "model.cxr.pretrained_path=/weights.pt", "train.epochs=2"])
+    assert (cfg.train.lr, list(cfg.data.cxr.views), cfg.train.epochs) == (1, ["AP", "PA"], 2)
+
+
+def test_check_task_names_the_known_tasks():
+    cfg = load_config(ROOT / "params.yaml")
+    check_task(cfg, cfg.task.names[0])
+    with pytest.raises(PipelineInputError, match="--task 'nope': expected one of task.names"):
+        check_task(cfg, "nope")

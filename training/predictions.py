@@ -7,9 +7,10 @@ stay_id order, whatever the number of ranks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ def move_batch(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, ctx: DistContext,
+def predict(model: torch.nn.Module, loader: Iterable[dict[str, Any]], ctx: DistContext,
             autocast: AbstractContextManager | None = None) -> PredictionSet:
     """Probabilities of every head for this rank's share of `loader`, gathered over ranks."""
     was_training = model.training

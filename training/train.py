@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import models
-from data_prep.config import load_config, run_stage, stage_parser
+from data_prep.config import check_task, load_config, run_stage, stage_parser
 from data_prep.dataset import MultimodalDataset, collate
 from data_prep.errors import PipelineInputError
 from data_prep.io import write_json, write_parquet
@@ -350,6 +350,7 @@ def write_outputs(cfg: DictConfig, task: str, run_dir: Path, model: torch.nn.Mod
 def main() -> None:
     args = get_args_parser().parse_args()
     cfg = load_config(args.params, args.overrides)
+    check_task(cfg, args.task)
     ctx = init_distributed(str(cfg.train.device))
     try:
         fit(cfg, args.task, resume=args.resume, ctx=ctx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -204,7 +205,7 @@ class StayBuckets:
                 self.writers[bucket] = pa.ipc.new_file(self.path(bucket), BUCKET_SCHEMA, options=options)
             self.writers[bucket].write_table(events.take(pa.array(rows)))
 
-    def read_in_order(self):
+    def read_in_order(self) -> Iterator[pa.Table]:
         self.flush()
         for writer in self.writers.values():
             writer.close()

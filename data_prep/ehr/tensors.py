@@ -105,7 +105,7 @@ def _chunk_features(events_path, labels: pd.DataFrame, lengths: np.ndarray, chun
         yield chunk, hourly_features(events, ids, lengths[chunk], variable_map, bin_hours)
 
 
-def read_events(events_path, stay_ids: np.ndarray) -> pd.DataFrame:
+def read_events(events_path: str | Path, stay_ids: np.ndarray) -> pd.DataFrame:
     """The events of `stay_ids` (sorted), in file order; row groups outside their range are skipped."""
     table = pq.read_table(events_path, columns=EVENT_COLUMNS,
                           filters=[("stay_id", ">=", int(stay_ids[0])), ("stay_id", "<=", int(stay_ids[-1])),

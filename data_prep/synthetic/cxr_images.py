@@ -10,6 +10,7 @@ seed, so the pixels do not depend on the number of worker processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -158,5 +159,5 @@ def render(findings: Findings, view: str, width: int, height: int, seed: tuple[i
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def save_jpeg(pixels: np.ndarray, path, quality: int) -> None:
+def save_jpeg(pixels: np.ndarray, path: str | Path, quality: int) -> None:
     Image.fromarray(pixels, mode="L").save(path, format="JPEG", quality=quality, optimize=False)

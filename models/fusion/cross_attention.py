@@ -58,7 +58,8 @@ class CrossAttentionFusion(FusionModule):
     def _tokens(self, modality: str, embedding: torch.Tensor) -> torch.Tensor:
         return self.tokenizers[modality](embedding).unflatten(1, (self.num_tokens, -1))
 
-    def forward(self, ehr_emb, cxr_emb, has_cxr, unimodal_logits):
+    def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
+                unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
         ehr_tokens, cxr_tokens = self._tokens("ehr", ehr_emb), self._tokens("cxr", cxr_emb)
         ehr_out = self.ehr_from_cxr(ehr_tokens, cxr_tokens, key_missing=~has_cxr)
         cxr_out = self.cxr_from_ehr(cxr_tokens, ehr_tokens)

@@ -35,7 +35,8 @@ class GatedFusion(FusionModule):
         total = gate_ehr + gate_cxr + self.eps
         return gate_ehr / total, gate_cxr / total
 
-    def forward(self, ehr_emb, cxr_emb, has_cxr, unimodal_logits):
+    def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
+                unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
         gate_ehr, gate_cxr = self.gate_values(ehr_emb, cxr_emb, has_cxr)
         fused = (gate_ehr * torch.tanh(self.candidates["ehr"](ehr_emb))
                  + gate_cxr * torch.tanh(self.candidates["cxr"](cxr_emb)))

@@ -26,6 +26,7 @@ class JointFusion(FusionModule):
             self.mlp = nn.Dropout(dropout)
             self.fused_dim = 2 * embed_dim
 
-    def forward(self, ehr_emb, cxr_emb, has_cxr, unimodal_logits):
+    def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
+                unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
         cxr_emb = masked_missing(cxr_emb, has_cxr, self.missing_token)
         return self.mlp(torch.cat([ehr_emb, cxr_emb], dim=1))

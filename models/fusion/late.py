@@ -21,6 +21,7 @@ class LateFusion(FusionModule):
     def build_fused_head(self, num_labels: int) -> nn.Module:
         return nn.Identity()
 
-    def forward(self, ehr_emb, cxr_emb, has_cxr, unimodal_logits):
+    def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
+                unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
         ehr_logits, cxr_logits = unimodal_logits["ehr"], unimodal_logits["cxr"]
         return torch.where(has_cxr[:, None], (ehr_logits + cxr_logits) / 2, ehr_logits)

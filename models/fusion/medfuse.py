@@ -25,7 +25,8 @@ class MedFuseFusion(FusionModule):
         self.dropout = nn.Dropout(dropout)
         self.fused_dim = hidden_size
 
-    def forward(self, ehr_emb, cxr_emb, has_cxr, unimodal_logits):
+    def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
+                unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
         sequence = torch.stack([ehr_emb, cxr_emb], dim=1)  # [B, 2, D]
         lengths = 1 + has_cxr.detach().to("cpu", torch.int64)
         packed = pack_padded_sequence(sequence, lengths, batch_first=True, enforce_sorted=False)
