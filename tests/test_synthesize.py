@@ -162,7 +162,9 @@ def test_impossible_values_and_minors_at_default_density(tmp_path):
     hr = chart.loc[chart["itemid"] == "220045", "valuenum"].astype(float)
     assert hr.isin([0.0, 999.0]).any()
     temp_c = chart.loc[chart["itemid"] == "223762", "valuenum"].astype(float)
-    assert (temp_c < 25).any() or (chart["valuenum"].astype(float) < 0).any()
+    assert (temp_c < 25).any(), "impossible Celsius temperatures are planted"
+    spo2 = chart.loc[chart["itemid"] == "220277", "valuenum"].astype(float)
+    assert (spo2 > 100).any() or (spo2 < 0).any(), "impossible SpO2 values are planted"
     assert (read(tmp_path / "iv/hosp/patients.csv.gz")["anchor_age"].astype(int) < 18).any()
     fio2 = chart.loc[chart["itemid"] == "223835", "valuenum"].astype(float)
     assert (fio2 <= 1).any() and (fio2 > 1).any(), "FiO2 charted as fraction and as percent"
