@@ -231,7 +231,17 @@ def build_dataloader(cfg: DictConfig, task: str, split: str, setting: str, train
     if workers == 0:
         seed_transform(dataset.transform,
                        int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item()))
-    return DataLoader(dataset, batch_size=int(batch_size or cfg.train.batch_size),
-                      shuffle=train and sampler is None, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, worker_init_fn=seed_worker, generator=generator,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    return loader_for(dataset, batch_size=int(batch_size or cfg.train.batch_size), num_workers=workers,
+                      train=train, sampler=sampler, generator=generator,
+                      pin_memory=torch.cuda.is_available())
+
+
+def loader_for(dataset: MultimodalDataset, *, batch_size: int, num_workers: int, train: bool,
+               sampler: Sampler | None = None, generator: torch.Generator | None = None,
+               pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+    """The one DataLoader configuration (collate, worker seeding) that training, the tests and
+    bench/loader.py share, so the benchmark measures the loader training actually uses."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                      sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      worker_init_fn=seed_worker, generator=generator, pin_memory=pin_memory,
+                      drop_last=drop_last)

@@ -35,10 +35,10 @@ from tqdm import tqdm
 
 import models
 from data_prep.config import check_task, load_config, run_stage, stage_parser
-from data_prep.dataset import MultimodalDataset, collate
+from data_prep.dataset import MultimodalDataset, loader_for
 from data_prep.errors import PipelineInputError
 from data_prep.io import write_json, write_parquet
-from data_prep.transforms import seed_transform, seed_worker
+from data_prep.transforms import seed_transform
 from training.balancers import Balancer, build_balancer
 from training.checkpoint import (
     load_checkpoint,
@@ -97,10 +97,9 @@ def make_loader(dataset: MultimodalDataset, cfg: DictConfig, ctx: DistContext, t
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train,
                                  seed=int(cfg.train.seed), drop_last=False) if ctx.distributed else None
     batch_size = int(cfg.train.batch_size) * (1 if train else 2)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-                      num_workers=int(cfg.train.num_workers), collate_fn=collate, worker_init_fn=seed_worker,
-                      generator=generator, pin_memory=ctx.device.type == "cuda",
-                      drop_last=train and len(dataset) > batch_size)
+    return loader_for(dataset, batch_size=batch_size, num_workers=int(cfg.train.num_workers),
+                      train=train, sampler=sampler, generator=generator,
+                      pin_memory=ctx.device.type == "cuda", drop_last=train and len(dataset) > batch_size)
 
 
 def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int) -> None:
