@@ -95,8 +95,6 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="cache side (data.cxr.image_size)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-
     parser.add_argument("--smooth-images", type=int, default=10)
     args = parser.parse_args()
 

@@ -167,3 +167,31 @@ def test_failure_keeps_the_previous_output(tmp_path, extracted):
     with pytest.raises(PipelineInputError):
         extract_ehr(root, out, load_variable_map("medfuse"))
     np.testing.assert_array_equal(pd.read_parquet(out / "events.parquet")["value"], before)
+
+
+def test_stopping_the_stream_early_stops_its_threads_and_closes_the_file(tmp_path):
+    """A consumer that stops after one block (an error downstream) must not leave the parse and
+    harmonize threads running or the gzip stream open."""
+    import threading
+    import time
+
+    from data_prep.ehr.streaming import stream_filtered
+    from data_prep.synthetic.settings import make_settings
+    from data_prep.synthetic.twin import build_tables
+
+    build_tables(tmp_path / "iv", tmp_path / "cxr", make_settings(n_subjects=10, seed=1, image_size=16))
+    path = CHARTEVENTS.locate(tmp_path / "iv")
+    items = list(load_variable_map("medfuse").items_of("chartevents"))
+    prepared = []
+    stream = stream_filtered(CHARTEVENTS, path, ["stay_id", "charttime", "itemid", "value", "valuenum"], items,
+                             0.001, "isal_threaded", {}, prepare=lambda block: prepared.append(block) or block,
+                             timestamp_columns=("charttime",))
+    first = next(stream)
+    assert first.num_rows > 0 and str(first.schema.field("charttime").type) == "timestamp[s]"
+    stream.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "csv-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "csv-prefetch"]
+    total = sum(1 for _ in stream_filtered(CHARTEVENTS, path, ["itemid"], items, 0.001, "isal", {}))
+    assert total > 50 and len(prepared) < 6, "the pipeline stays a few blocks ahead, not the whole file"

@@ -189,6 +189,7 @@ def test_image_bytes_do_not_depend_on_worker_count(tmp_path):
 
 @pytest.mark.parametrize(("setting", "value", "named"), [
     ("n_subjects", -5, "n_subjects"), ("image_size", 0, "image_size"), ("scale", 0, "scale"),
+    ("other_chart_items", -1.0, "other_chart_items"),
     ("signal_ehr", -1.0, "signal.ehr"), ("imbalance", "big", "imbalance")])
 def test_bad_settings_fail_with_one_line_naming_the_setting(tmp_path, setting, value, named):
     with pytest.raises(PipelineInputError) as err:
@@ -237,3 +238,28 @@ def test_rendered_pixels_carry_the_image_factors(twin):
     assert len(frontal) >= 30
     assert pd.Series(lung_brightness).corr(frontal["haze"].reset_index(drop=True), method="spearman") > 0.6
     assert pd.Series(heart_width).corr(frontal["heart_ctr"].reset_index(drop=True), method="spearman") > 0.5
+
+
+def test_other_chart_items_adds_only_rows_outside_the_variable_map(tmp_path):
+    """The ETL benchmark's realistic mix: extra numeric alarm-limit rows that extraction must filter."""
+    from data_prep.ehr.variables import load_variable_map
+    from data_prep.synthetic.settings import make_settings
+    from data_prep.synthetic.twin import build_tables
+
+    def chart(other: float) -> pd.DataFrame:
+        out = tmp_path / f"other{other:g}"
+        build_tables(out / "iv", out / "cxr", make_settings(n_subjects=30, seed=2, image_size=16,
+                                                            other_chart_items=other))
+        return read(out / "iv/icu/chartevents.csv.gz")
+
+    plain, mixed = chart(0.0), chart(30.0)
+    wanted = {str(item) for item in load_variable_map("medfuse").items_of("chartevents")}
+    assert len(mixed) > 3 * len(plain)
+    extra = mixed.loc[~mixed["itemid"].isin(set(plain["itemid"]))]
+    assert set(extra["itemid"]) == {"220046", "220047", "223769", "223770"}
+    assert not set(extra["itemid"]) & wanted
+    assert extra["valuenum"].astype(float).notna().all()
+    kept = mixed["itemid"].isin(wanted).mean()
+    assert 0.1 < kept < 0.35, f"about a fifth of rows belong to the 17 variables, got {kept:.2f}"
+    # the relevant rows keep the default charting density
+    assert mixed["itemid"].isin(wanted).sum() == pytest.approx(plain["itemid"].isin(wanted).sum(), rel=0.1)

@@ -44,6 +44,11 @@ CHART_ITEMS: dict[int, tuple[str, str, str, str, str]] = {
     226732: ("O2 Delivery Device(s)", "O2 Delivery Device(s)", "Respiratory", "", "Text"),
     220339: ("PEEP set", "PEEP set", "Respiratory", "cmH2O", "Numeric"),
     227969: ("Safety Measures", "Safety Measures", "Safety", "", "Text"),
+    # alarm limits: numeric, charted often on real units; only with data.synthetic.other_chart_items > 0
+    220046: ("Heart rate Alarm - High", "HR Alarm - High", "Alarms", "bpm", "Numeric"),
+    220047: ("Heart Rate Alarm - Low", "HR Alarm - Low", "Alarms", "bpm", "Numeric"),
+    223769: ("O2 Saturation Pulseoxymetry Alarm - High", "SpO2 Alarm - High", "Alarms", "%", "Numeric"),
+    223770: ("O2 Saturation Pulseoxymetry Alarm - Low", "SpO2 Alarm - Low", "Alarms", "%", "Numeric"),
 }
 
 OUTPUT_ITEMS: dict[int, tuple[str, str, str, str, str]] = {

@@ -169,6 +169,16 @@ def peep(ctx, idx, hours, rng):
     return [_items(idx, hours, 220339, rng.integers(5, 13, size=idx.size).astype(float))]
 
 
+@register_panel("other_items", 0.0)
+def other_items(ctx, idx, hours, rng):
+    """Numeric items outside the 17 variables (alarm limits): off by default; the ETL benchmark
+    raises their rate (`other_chart_items`) so most rows must be filtered out, as on real MIMIC-IV."""
+    itemids = np.asarray([220046, 220047, 223769, 223770], dtype=np.int32)
+    limits = np.asarray([120.0, 50.0, 100.0, 90.0])
+    kind = rng.integers(0, len(itemids), size=idx.size)
+    return [_items(idx, hours, itemids[kind], limits[kind] + 10 * rng.integers(-1, 2, size=idx.size))]
+
+
 def once_per_stay_rows(ctx: pd.DataFrame, rng: np.random.Generator) -> list[ItemRows]:
     """Admission weight (kg or lb) for every stay and height (cm or in) for some, in the first hours."""
     n = len(ctx)
@@ -184,12 +194,17 @@ def once_per_stay_rows(ctx: pd.DataFrame, rng: np.random.Generator) -> list[Item
     return rows
 
 
-def chunk_rows(ctx: pd.DataFrame, scale: float, rng: np.random.Generator) -> pa.Table:
-    """All chartevents rows of the stays in `ctx` (a slice of the stay context), sorted by stay and time."""
+def chunk_rows(ctx: pd.DataFrame, scale: float, rng: np.random.Generator,
+               rates: dict[str, float] | None = None) -> pa.Table:
+    """All chartevents rows of the stays in `ctx` (a slice of the stay context), sorted by stay and time.
+
+    `rates` replaces the hourly rate of the named panels (e.g. {"other_items": 30.0}).
+    """
     los = ctx["los_hours"].to_numpy()
     parts = once_per_stay_rows(ctx, rng)
-    for rate, panel in PANELS.values():
-        counts = rng.poisson(rate(ctx) * scale * los)
+    for name, (rate, panel) in PANELS.items():
+        hourly = np.full(len(ctx), rates[name]) if rates and name in rates else rate(ctx)
+        counts = rng.poisson(hourly * scale * los)
         idx = np.repeat(np.arange(len(ctx)), counts)
         hours = rng.random(idx.size) * los[idx]
         early = rng.random(idx.size) < 0.01  # a few rows charted just before intime
@@ -254,10 +269,14 @@ def add_impossible_values(valuenum: np.ndarray, itemid: np.ndarray, is_text: np.
     return valuenum, warning
 
 
-def chartevents_chunks(ctx: pd.DataFrame, scale: float, seed: int) -> Iterator[pa.Table]:
-    """Chunks of about ROWS_PER_CHUNK rows; each chunk has its own seeded stream (deterministic)."""
-    rows_per_stay = 9.0 * scale * max(ctx["los_hours"].mean(), 1.0) if len(ctx) else 1.0
+def chartevents_chunks(ctx: pd.DataFrame, scale: float, seed: int, other_items: float = 0.0) -> Iterator[pa.Table]:
+    """Chunks of about ROWS_PER_CHUNK rows; each chunk has its own seeded stream (deterministic).
+
+    `other_items`: rows per stay-hour (at scale 1) of numeric items outside the 17 variables.
+    """
+    rows_per_stay = (9.0 + other_items) * scale * max(ctx["los_hours"].mean(), 1.0) if len(ctx) else 1.0
     stays_per_chunk = max(1, int(ROWS_PER_CHUNK / rows_per_stay))
     for number, start in enumerate(range(0, len(ctx), stays_per_chunk)):
         rng = np.random.default_rng([seed, 101, number])
-        yield chunk_rows(ctx.iloc[start:start + stays_per_chunk].reset_index(drop=True), scale, rng)
+        yield chunk_rows(ctx.iloc[start:start + stays_per_chunk].reset_index(drop=True), scale, rng,
+                         {"other_items": other_items} if other_items else None)

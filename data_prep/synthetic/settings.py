@@ -16,6 +16,7 @@ class TwinSettings:
     seed: int = 2024
     n_subjects: int = 1500
     scale: float = 1.0            # charting density multiplier (rows grow linearly)
+    other_chart_items: float = 0.0  # extra chartevents rows per stay-hour outside the 17 variables
     image_size: int = 256         # JPEG width in pixels
     image_aspect: float = 1.2     # JPEG height / width (MIMIC's portrait films are ~1.2)
     signal_ehr: float = 1.0       # how strongly vitals reflect the EHR-only latent severity
@@ -47,6 +48,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "seed": (lambda v: v >= 0, "an integer >= 0"),
     "n_subjects": (lambda v: v >= 1, "an integer >= 1"),
     "scale": (lambda v: v > 0, "a number > 0"),
+    "other_chart_items": (lambda v: v >= 0, "a number >= 0 (rows per stay-hour)"),
     "image_size": (lambda v: v >= 16, "an integer >= 16 (pixels)"),
     "image_aspect": (lambda v: 0.25 <= v <= 4, "a number in [0.25, 4]"),
     "signal_ehr": (lambda v: v >= 0, "a number >= 0"),

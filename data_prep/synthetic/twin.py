@@ -39,7 +39,7 @@ def generate_twin(out_dir: str | os.PathLike[str], n_subjects: int = 40, seed: i
                   imbalance: float = 1.0, **more: Any) -> dict[str, Any]:
     """Write `<out_dir>/{mimic-iv, mimic-cxr-jpg, truth}` and return a summary (counts, seconds).
 
-    Extra keywords: image_aspect, cxr_fraction, workers, jpeg_quality (see TwinSettings).
+    Extra keywords: image_aspect, cxr_fraction, workers, jpeg_quality, other_chart_items (see TwinSettings).
     Defaults make a tiny fixture; the pipeline's defaults live in configs/data/synthetic.yaml.
     """
     settings = make_settings(n_subjects=n_subjects, seed=seed, scale=scale, image_size=image_size,
@@ -100,7 +100,8 @@ def build_tables(ehr_root: Path, cxr_root: Path, settings: TwinSettings) -> dict
         "outputevents": write_table(schemas.OUTPUTEVENTS, ehr_root,
                                     labs.outputevents(ctx, settings.scale, _rng(settings, "output"))),
         "chartevents": write_table(schemas.CHARTEVENTS, ehr_root,
-                                   tqdm(chartevents.chartevents_chunks(ctx, settings.scale, settings.seed),
+                                   tqdm(chartevents.chartevents_chunks(ctx, settings.scale, settings.seed,
+                                                                    settings.other_chart_items),
                                         desc="chartevents", unit="chunk", leave=False)),
     }
     by_admission = cxr_studies.admission_findings(cohort, settings.cxr_amplitude, _rng(settings, "findings"))
