@@ -156,3 +156,14 @@ def test_synthetic_twin_pairs_and_caches(tmp_path):
     summary = build_cache(images, root, tmp_path / "cache", image_size=SIZE, workers=1)
     assert summary["images_cached"] == len(metadata) - summary["images_failed"]
     assert summary["failure_fraction"] <= 0.05
+
+
+@pytest.mark.parametrize(("n_images", "workers", "expected"), [(40, 2, 5), (10_000, 2, 32), (3, 4, 1), (0, 2, 1)])
+def test_chunks_give_every_worker_several_tasks(n_images, workers, expected):
+    """Fixed chunks of 32 left one of two workers with most of a small cache (bench/RESULTS.md)."""
+    from data_prep.cxr.cache import chunk_size
+
+    size = chunk_size(n_images, workers)
+    assert size == expected
+    if n_images >= 4 * workers:
+        assert -(-n_images // size) >= 4 * workers

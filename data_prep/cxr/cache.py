@@ -62,10 +62,17 @@ def _decode_chunk(images_file: str, root: str, size: int,
     return failures
 
 
+def chunk_size(n_images: int, workers: int) -> int:
+    """CHUNK_IMAGES, or smaller so each worker gets at least 4 chunks: with few images, fixed
+    chunks of 32 left one worker decoding most of them while the other idled."""
+    return max(1, min(CHUNK_IMAGES, -(-n_images // (4 * max(1, workers)))))
+
+
 def _decode_all(images_file: Path, root: Path, size: int, relpaths: list[str],
                 workers: int) -> list[tuple[int, str, str]]:
-    chunks = [(list(range(start, min(start + CHUNK_IMAGES, len(relpaths)))),
-               relpaths[start:start + CHUNK_IMAGES]) for start in range(0, len(relpaths), CHUNK_IMAGES)]
+    step = chunk_size(len(relpaths), workers)
+    chunks = [(list(range(start, min(start + step, len(relpaths)))),
+               relpaths[start:start + step]) for start in range(0, len(relpaths), step)]
     failures: list[tuple[int, str, str]] = []
     with tqdm(total=len(relpaths), desc="cache_cxr", unit="img") as bar:
         if workers <= 1:
