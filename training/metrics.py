@@ -18,12 +18,19 @@ EPS = 1e-7
 
 
 def macro_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Macro AUROC/AUPRC over the labels that have both classes; NaN when none has."""
+    """Macro AUROC/AUPRC over the labels that have both classes; NaN when none has.
+
+    `prevalence` is the mean positive rate over those same labels: the AUPRC a random
+    scorer gets on average, i.e. the chance level of the macro AUPRC (MILES's
+    `scale: chance_corrected` needs it; AUROC's chance level is 0.5 whatever the labels).
+    """
     defined = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < labels.shape[0]]
     if not defined:
-        return {name: math.nan for name in SCORERS}
-    return {name: float(np.mean([scorer(labels[:, k], probs[:, k]) for k in defined]))
-            for name, scorer in SCORERS.items()}
+        return {name: math.nan for name in (*SCORERS, "prevalence")}
+    scores = {name: float(np.mean([scorer(labels[:, k], probs[:, k]) for k in defined]))
+              for name, scorer in SCORERS.items()}
+    scores["prevalence"] = float(np.mean([labels[:, k].mean() for k in defined]))
+    return scores
 
 
 def mean_bce(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -43,14 +50,15 @@ def head_rows(head: str, has_cxr: np.ndarray, subset: str) -> np.ndarray:
 
 def validation_metrics(labels: np.ndarray, probs: dict[str, np.ndarray],
                        has_cxr: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:
-    """{"all" | "paired": {head: {"auroc", "auprc", "loss"}}} from gathered validation predictions."""
+    """{"all" | "paired": {head: {"auroc", "auprc", "prevalence", "loss"}}} from gathered validation
+    predictions; `prevalence` is computed on the head's own rows (on `paired`, the same for every head)."""
     result: dict[str, dict[str, dict[str, float]]] = {}
     for subset in ("all", "paired"):
         result[subset] = {}
         for head in HEADS:
             rows = head_rows(head, has_cxr, subset)
             scores = macro_scores(labels[rows], probs[head][rows]) if rows.any() else \
-                {name: math.nan for name in SCORERS}
+                {name: math.nan for name in (*SCORERS, "prevalence")}
             scores["loss"] = mean_bce(labels[rows], probs[head][rows])
             result[subset][head] = scores
     return result
