@@ -6,14 +6,15 @@ modality's encoder gradients are scaled by k_d = 1 - tanh(alpha * relu(rho_d)) (
 code; `coefficient: paper` uses 1 - tanh(alpha * relu(rho_m - 1)) for both), the other's by 1,
 and Gaussian enhancement adds N(0, std(g)) noise to every encoder gradient, during the
 modulation epochs. The sums are all-reduced and the noise comes from a generator seeded
-identically on every rank, so ranks keep identical weights.
+identically on every rank, so ranks keep identical weights. `ogm` (training/balancers/ogm.py)
+is the same rule without the noise, the MILES paper's separate OGM baseline.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,13 +34,16 @@ def ogm_coefficients(s_ehr: float, s_cxr: float, alpha: float, variant: str = "o
 @register_balancer("ogm_ge")
 class OGMGE(Balancer):
     state_attributes = ("coefficient_sums", "steps")
+    # A class property, not a setting: with and without the noise are two named baselines
+    # (ogm_ge, ogm), so a run's balancer name alone says which one it was.
+    gaussian_enhancement: ClassVar[bool] = True
 
     def __init__(self, *args: Any, alpha: float = 0.5, modulation_start: int = 0, modulation_end: int = 50,
-                 coefficient: str = "official", gaussian_enhancement: bool = True, **kwargs: Any) -> None:
+                 coefficient: str = "official", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if coefficient not in ("official", "paper"):
-            raise ValueError(f"coefficient={coefficient!r}: expected official or paper")
-        self.alpha, self.variant, self.enhance = float(alpha), coefficient, bool(gaussian_enhancement)
+            raise ValueError(f"balancing.coefficient={coefficient!r}: expected official or paper")
+        self.alpha, self.variant, self.enhance = float(alpha), coefficient, self.gaussian_enhancement
         self.window = (int(modulation_start), int(modulation_end))
         self.coefficient_sums = {m: 0.0 for m in MODALITIES}
         self.steps = 0
@@ -48,9 +52,10 @@ class OGMGE(Balancer):
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
         self.coefficient_sums, self.steps = {m: 0.0 for m in MODALITIES}, 0
-        device = next(self.model.parameters()).device
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(self.seed * 1009 + epoch)  # same on all ranks, resumable
+        if self.enhance:
+            device = next(self.model.parameters()).device
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(self.seed * 1009 + epoch)  # same on all ranks, resumable
 
     def batch_scores(self, batch: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]) -> dict[str, float]:
         paired = batch["has_cxr"].bool()
