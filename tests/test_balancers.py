@@ -7,6 +7,7 @@ its state (tests parametrize over `list_balancers()`, so a new balancer is cover
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,11 +19,15 @@ from training.balancers.agm import agm_coefficients, shapley_contributions
 from training.balancers.base import true_class_probability
 from training.balancers.gradient_blending import blending_weights
 from training.balancers.mmpareto import min_norm_weights, pareto_gradient
-from training.balancers.mslr import dynamic_multiplier
+from training.balancers.mses import patience_step
+from training.balancers.mslr import dynamic_multiplier, smooth_multiplier
 from training.balancers.ogm_ge import ogm_coefficients
 from training.balancers.pmr import prototype_logits, weaker_modality
 
-EXPECTED = {"none", "miles", "ogm_ge", "mslr", "gradient_blending", "agm", "pmr", "mmpareto"}
+ROOT = Path(__file__).resolve().parent.parent
+# the MILES paper's seven baselines (MSES, MSLR-K/S/D, OGM, OGM-GE, G-Blend) and the others
+EXPECTED = {"none", "miles", "mses", "mslr_k", "mslr_s", "mslr_d", "ogm", "ogm_ge", "gradient_blending",
+            "agm", "pmr", "mmpareto"}
 
 
 def test_registry_lists_all_methods_and_rejects_unknown_names():
@@ -31,6 +36,17 @@ def test_registry_lists_all_methods_and_rejects_unknown_names():
         build_balancer({"name": "nope"}, ToyModel())
     with pytest.raises(PipelineInputError, match="unknown settings: bogus"):
         build_balancer({"name": "none", "bogus": 1}, ToyModel())
+
+
+def test_every_registered_balancer_has_exactly_one_config_and_back():
+    # configs/balancing/<name>.yaml <-> @register_balancer("<name>"): no orphan YAML, no unreachable class
+    configs = {path.stem for path in (ROOT / "configs" / "balancing").glob("*.yaml")}
+    assert configs == set(list_balancers())
+
+
+def test_mslr_was_split_into_its_three_strategies():
+    with pytest.raises(PipelineInputError, match="unknown balancer; known: .*mslr_d, mslr_k, mslr_s"):
+        build_balancer({"name": "mslr"}, ToyModel())
 
 
 def test_true_class_probability_averages_over_labels():
@@ -88,15 +104,148 @@ def test_ogm_has_no_gaussian_enhancement_setting():
             build_balancer({"name": name, "gaussian_enhancement": False}, ToyModel())
 
 
-def test_mslr_dynamic_multiplier_from_last_five_scores():
+def unimodal_scores(ehr: float, cxr: float, metric: str = "auroc"):
+    heads = {"ehr": {metric: ehr}, "cxr": {metric: cxr}, "fused": {metric: 0.9}}
+    return {"paired": heads, "all": heads}
+
+
+def test_mslr_d_multiplier_from_last_five_scores():
     scores = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     assert dynamic_multiplier(scores) == pytest.approx(1.0 / ((0.6 + 0.7 + 0.8 + 0.9 + 1.0) / 5))
     assert dynamic_multiplier([0.6]) == pytest.approx(1.0)
-    balancer = build_balancer({"name": "mslr"}, ToyModel())
+    assert dynamic_multiplier([0.6, math.nan]) == 1.0               # an undefined score changes nothing
+    balancer = build_balancer({"name": "mslr_d"}, ToyModel())
     for epoch, (ehr, cxr) in enumerate([(0.6, 0.5), (0.8, 0.5)]):
-        metrics = {"paired": {"ehr": {"auroc": ehr}, "cxr": {"auroc": cxr}, "fused": {"auroc": 0.9}}}
-        multipliers = balancer.on_epoch_end(epoch, metrics, {})
+        multipliers = balancer.on_epoch_end(epoch, unimodal_scores(ehr, cxr), {})
     assert multipliers == pytest.approx({"ehr": 0.8 / 0.7, "cxr": 1.0, "shared": 1.0})
+    assert balancer.log_stats() == {"score_ehr": 0.8, "score_cxr": 0.5}
+
+
+def test_mslr_d_scales_each_modality_starting_rate():
+    balancer = build_balancer({"name": "mslr_d", "metric": "auprc", "window": 2,
+                               "unimodal_multipliers": {"ehr": 2.0, "cxr": 0.5}}, ToyModel())
+    assert balancer.multipliers == {"ehr": 2.0, "cxr": 0.5, "shared": 1.0}     # epoch 0: lr_m0
+    for epoch, (ehr, cxr) in enumerate([(0.2, 0.4), (0.4, 0.4), (0.6, 0.2)]):
+        multipliers = balancer.on_epoch_end(epoch, unimodal_scores(ehr, cxr, "auprc"), {})
+    # window 2: ehr 0.6 / mean(0.4, 0.6) = 1.2, cxr 0.2 / mean(0.4, 0.2) = 2/3
+    assert multipliers == pytest.approx({"ehr": 2.0 * 1.2, "cxr": 0.5 * 2 / 3, "shared": 1.0})
+
+
+def test_mslr_k_keeps_each_modality_rate_whatever_the_scores():
+    balancer = build_balancer({"name": "mslr_k", "unimodal_multipliers": {"ehr": 3.0, "cxr": 0.25}}, ToyModel())
+    expected = {"ehr": 3.0, "cxr": 0.25, "shared": 1.0}
+    assert balancer.multipliers == expected                                     # epoch 0 already
+    for epoch, (ehr, cxr) in enumerate([(0.6, 0.5), (0.9, 0.4), (0.5, 0.9)]):
+        assert balancer.on_epoch_end(epoch, unimodal_scores(ehr, cxr), {}) == expected
+    partial = build_balancer({"name": "mslr_k", "unimodal_multipliers": {"cxr": 2.0}}, ToyModel())
+    assert partial.multipliers == {"ehr": 1.0, "cxr": 2.0, "shared": 1.0}      # an unnamed modality: global rate
+
+
+def test_mslr_s_moves_linearly_from_the_unimodal_rate_to_the_global_one():
+    assert smooth_multiplier(3.0, 0, 4) == 3.0 and smooth_multiplier(3.0, 4, 4) == 1.0
+    balancer = build_balancer({"name": "mslr_s", "smooth_epochs": 4,
+                               "unimodal_multipliers": {"ehr": 3.0, "cxr": 0.2}}, ToyModel())
+    seen = [dict(balancer.multipliers)]
+    for epoch in range(6):
+        seen.append(balancer.on_epoch_end(epoch, unimodal_scores(0.6, 0.5), {}))
+    # epoch e runs at k + (1 - k) * min(1, e / 4): ehr 3, 2.5, 2, 1.5, 1, 1, 1; cxr 0.2, 0.4, 0.6, 0.8, 1, ...
+    assert [m["ehr"] for m in seen] == pytest.approx([3.0, 2.5, 2.0, 1.5, 1.0, 1.0, 1.0])
+    assert [m["cxr"] for m in seen] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0])
+    assert {m["shared"] for m in seen} == {1.0}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"name": "mslr_k", "unimodal_multipliers": {"image": 2.0}}, "unimodal_multipliers: unknown modality image"),
+    ({"name": "mslr_s", "unimodal_multipliers": {"ehr": 0.0}}, r"unimodal_multipliers.ehr=0.0: expected a positive"),
+    ({"name": "mslr_s", "smooth_epochs": 0}, "smooth_epochs=0: expected an integer >= 1"),
+    ({"name": "mslr_d", "metric": "accuracy"}, "metric='accuracy': expected one of auroc, auprc"),
+    ({"name": "mslr_d", "window": 0}, "window=0: expected an integer >= 1"),
+    ({"name": "mslr_d", "strategy": "keep"}, "unknown settings: strategy"),
+])
+def test_mslr_rejects_bad_settings_in_one_line(settings, message):
+    with pytest.raises((ValueError, PipelineInputError), match=message) as err:
+        build_balancer(settings, ToyModel())
+    assert "\n" not in str(err.value)
+
+
+def test_mses_patience_by_hand():
+    assert patience_step(0.7, None, 0) == (0.7, 0)                     # the first defined score is the best
+    assert patience_step(0.7, 0.7, 1) == (0.7, 2)                      # equal is no improvement
+    assert patience_step(math.nan, 0.7, 1) == (0.7, 1)                 # undefined: neither
+    balancer = build_balancer({"name": "mses", "patience": 2}, ToyModel())
+    ehr = [0.6, 0.7, 0.69, 0.7, 0.9, 0.95]                             # best at epoch 1; no improvement at 2, 3
+    cxr = [0.5, math.nan, 0.55, math.nan, 0.56, 0.54]                  # keeps improving; NaNs do not count
+    seen = []
+    for epoch, scores in enumerate(zip(ehr, cxr, strict=True)):
+        seen.append(balancer.on_epoch_end(epoch, unimodal_scores(*scores), {}))
+    assert [m["ehr"] for m in seen] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]  # stopped after epoch 3, for good
+    assert [m["cxr"] for m in seen] == [1.0] * 6 and {m["shared"] for m in seen} == {1.0}
+    assert balancer.stopped_epoch == {"ehr": 3, "cxr": None}
+    assert balancer.log_stats() == {"best_ehr": 0.7, "waited_ehr": 2, "stopped_ehr": 1,
+                                    "best_cxr": 0.56, "waited_cxr": 1, "stopped_cxr": 0}
+
+
+def stop_ehr(model, patience: int = 1, **settings):
+    balancer = build_balancer({"name": "mses", "patience": patience, **settings}, model)
+    for epoch, ehr in enumerate([0.7, 0.6]):
+        balancer.on_epoch_end(epoch, unimodal_scores(ehr, 0.5 + 0.1 * epoch), {})
+    assert balancer.multipliers == {"ehr": 0.0, "cxr": 1.0, "shared": 1.0}
+    return balancer
+
+
+def test_mses_stopped_group_does_not_move_under_the_optimizer():
+    from training.schedule import apply_learning_rates, group_learning_rates
+
+    torch.manual_seed(0)
+    model = ToyModel()
+    balancer = stop_ehr(model)
+    optimizer = torch.optim.AdamW([{"name": g, "params": ps} for g, ps in model.modality_parameters().items()],
+                                  lr=0.1, weight_decay=0.1)
+    before = {g: [p.detach().clone() for p in ps] for g, ps in model.modality_parameters().items()}
+    for epoch in (2, 3):
+        apply_learning_rates(optimizer, group_learning_rates(0.1, balancer.multipliers))
+        run_hooks(balancer, model, toy_batch(n=16), epoch)
+        assert all(p.grad is None for p in model.modality_parameters()["ehr"])  # not clipped, no Adam moments
+        optimizer.step()
+    after = model.modality_parameters()
+    for group, moved in (("ehr", False), ("cxr", True), ("shared", True)):
+        same = all(torch.equal(a, b) for a, b in zip(after[group], before[group], strict=True))
+        assert same != moved, group
+
+
+def test_mses_under_shared_placement_keeps_training_the_stopped_head():
+    model = ToyModel()
+    balancer = stop_ehr(model, unimodal_heads_in="shared")
+    run_hooks(balancer, model, toy_batch(n=16), 2)
+    assert model.encoders["ehr"].weight.grad is None            # the encoder's group is stopped
+    assert model.heads["ehr"].weight.grad is not None           # the head sits in `shared`, still trained
+
+
+def with_batch_norm(model):
+    for m in ("ehr", "cxr"):
+        model.encoders[m] = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    return model
+
+
+def test_mses_freezes_batch_norm_statistics_of_a_stopped_encoder_also_after_resume():
+    torch.manual_seed(0)
+    model = with_batch_norm(ToyModel())
+    balancer = stop_ehr(model)
+    running = {m: model.encoders[m][1].running_mean.clone() for m in ("ehr", "cxr")}
+    run_hooks(balancer, model, toy_batch(n=16, seed=1), 2)     # train-mode forward
+    assert torch.equal(model.encoders["ehr"][1].running_mean, running["ehr"])
+    assert not torch.equal(model.encoders["cxr"][1].running_mean, running["cxr"])
+    # resume: a fresh model (default momentum) and a fresh balancer loaded from the checkpoint
+    state, weights = balancer.state_dict(), model.state_dict()
+    resumed_model = with_batch_norm(ToyModel())
+    resumed_model.load_state_dict(weights)
+    resumed = build_balancer({"name": "mses", "patience": 1}, resumed_model)
+    resumed.load_state_dict(state)
+    assert resumed.multipliers["ehr"] == 0.0 and resumed.stopped_epoch == {"ehr": 1, "cxr": None}
+    frozen = resumed_model.encoders["ehr"][1].running_mean.clone()
+    run_hooks(resumed, resumed_model, toy_batch(n=16, seed=2), 3)
+    assert torch.equal(resumed_model.encoders["ehr"][1].running_mean, frozen)
+    assert resumed_model.encoders["ehr"][0].weight.grad is None
 
 
 def test_gradient_blending_weights_by_hand():
