@@ -2,7 +2,7 @@
 
 As in nanoGPT's `get_lr(it)`, nothing is stepped or stored: the rate of epoch `e` is
 computed from the configuration alone, so a resumed run gets exactly the rates of an
-uninterrupted one. A balancer (MILES, MSLR) contributes only multipliers per parameter group;
+uninterrupted one. A balancer (MILES, MSLR, MSES) contributes only multipliers per parameter group;
 `lr_group = global_lr(epoch) * multiplier_group`, so reductions never compound.
 """
 
