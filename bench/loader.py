@@ -103,7 +103,7 @@ def build_model(cfg) -> tuple[torch.nn.Module, str]:
     try:
         from models import build
 
-        model = build(cfg, N_LABELS)
+        model = build(cfg, N_LABELS, ehr_features=76)
         return model, f"models.build ({cfg.model.cxr.name} + {cfg.model.ehr.name}, fusion {cfg.fusion.name})"
     except Exception as err:  # models/ is written in parallel; the bench must still run
         return InlineModel(), f"inline ResNet-34 + LSTM (models.build unavailable: {type(err).__name__})"

@@ -2,7 +2,7 @@
 
     python bench/step_time.py [--steps 5] [--batch-size N] [--task phenotyping] [key=value ...]
 
-Times the real `training.train.train_one_epoch` (forward, masked multi-head loss, backward,
+Times the real `training.engine.Engine.train_one_epoch` (forward, masked multi-head loss, backward,
 gradient clipping, AdamW step, AMP and channels_last on CUDA) on synthetic batches of the
 contract's shapes: EHR [B, hours, 76], images [B, 1, crop, crop]. No data files are needed.
 Reports samples/s, ms/step and, on CUDA, the peak GPU memory; `--out` writes JSON.
@@ -23,11 +23,11 @@ import torch
 
 import models
 from data_prep.config import load_config
-from training.balancers import build_balancer
 from training.distributed import DistContext, resolve_device
-from training.train import autocast_for, build_optimizer, train_one_epoch
+from training.engine import Engine
 
 NUM_LABELS = {"phenotyping": 25, "in_hospital_mortality": 1}
+EHR_FEATURES = 76  # the contract's feature count (data_prep/ehr: 17 variables -> 76 columns)
 
 
 def synthetic_batches(n: int, batch_size: int, hours: int, crop: int, num_labels: int, cxr_fraction: float,
@@ -35,7 +35,7 @@ def synthetic_batches(n: int, batch_size: int, hours: int, crop: int, num_labels
     generator = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(n):
-        batch = {"ehr": torch.randn(batch_size, hours, 76, generator=generator),
+        batch = {"ehr": torch.randn(batch_size, hours, EHR_FEATURES, generator=generator),
                  "ehr_lengths": torch.randint(hours // 2, hours + 1, (batch_size,), generator=generator),
                  "image": torch.randn(batch_size, 1, crop, crop, generator=generator),
                  "has_cxr": torch.rand(batch_size, generator=generator) < cxr_fraction,
@@ -48,21 +48,19 @@ def measure(cfg, task: str, steps: int, warmup: int, hours: int, cxr_fraction: f
     device = resolve_device(str(cfg.train.device))
     ctx = DistContext(device=device)
     torch.manual_seed(0)
-    model = models.build(cfg, NUM_LABELS[task], channels_last=device.type == "cuda" and bool(cfg.train.channels_last))
+    model = models.build(cfg, NUM_LABELS[task], ehr_features=EHR_FEATURES,
+                         channels_last=device.type == "cuda" and bool(cfg.train.channels_last))
     model.to(device)
-    optimizer = build_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and str(cfg.train.amp) == "fp16")
-    balancer = build_balancer({"name": "none"}, model, ctx)
-    autocast = autocast_for(device, str(cfg.train.amp))
+    engine = Engine.from_config(cfg, model, ctx, balancing={"name": "none"}, objective="supervised")
     batch_size = int(cfg.train.batch_size)
     batches = synthetic_batches(steps, batch_size, hours, int(cfg.data.cxr.crop_size), NUM_LABELS[task],
                                 cxr_fraction, device)
-    train_one_epoch(model, batches[:warmup], optimizer, balancer, scaler, ctx, 0, cfg, autocast)
+    engine.train_one_epoch(batches[:warmup], 0)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    train_one_epoch(model, batches, optimizer, balancer, scaler, ctx, 0, cfg, autocast)
+    engine.train_one_epoch(batches, 0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started

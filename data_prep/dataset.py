@@ -33,7 +33,6 @@ from data_prep.transforms import build_transform, seed_transform, seed_worker
 
 SETTINGS = ("paired", "partial")
 FIXED_LABEL_COLUMNS = ("subject_id", "hadm_id", "stay_id", "split", "intime", "window_end", "sex", "age")
-EHR_FEATURES = 76
 
 
 @dataclass(frozen=True)
@@ -170,6 +169,13 @@ class MultimodalDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.stay_ids)
+
+    @property
+    def ehr_features(self) -> int:
+        """Feature columns of the prepared EHR tensors (76 in the mimic3-benchmarks recipe):
+        the model's EHR input width comes from here, not from a setting."""
+        self._open()
+        return int(self._values.shape[1])
 
     def _open(self) -> None:
         """Open the memmaps in this process (first use, or first use after a fork)."""

@@ -19,11 +19,12 @@ import pandas as pd
 
 from evaluation.bootstrap import Estimate, PatientResamples, difference, patient_resamples
 from evaluation.calibration import Calibration, calibration
-from evaluation.inputs import HEADS, Predictions
+from evaluation.inputs import Predictions
 from evaluation.metrics import Curves, curves
 from evaluation.scoring import HeadScores, score_head
 from evaluation.subgroups import SUBGROUPS, level_order
 from evaluation.suppression import is_small
+from models.names import HEADS, head_is_defined_without_image
 
 log = logging.getLogger(__name__)
 TEST_SETS = ("test_paired", "test_partial")
@@ -101,6 +102,7 @@ class TaskEvaluation:
     subgroups: list[SubgroupRow]
     label_counts: dict[str, list[LabelCounts]]  # per test set
     paired_curves: dict[str, Curves]
+    heads: tuple[str, ...] = HEADS  # the evaluated model's heads
 
     @property
     def multilabel(self) -> bool:
@@ -109,7 +111,7 @@ class TaskEvaluation:
 
 def head_rows(predictions: Predictions, rows: np.ndarray, head: str) -> np.ndarray:
     """Rows (within `rows`) where `head` has a prediction: the CXR head needs an image."""
-    if head != "cxr":
+    if head_is_defined_without_image(head):
         return rows
     return rows & predictions.frame["has_cxr"].to_numpy()
 
@@ -137,7 +139,7 @@ def evaluate_set(predictions: Predictions, name: str, settings: EvalSettings
     resamples = patient_resamples(subjects, settings.n_bootstrap, settings.seed)
     scores: dict[str, HeadScores] = {}
     heads: dict[str, HeadResult] = {}
-    for head in HEADS:
+    for head in predictions.heads:
         selected = head_rows(predictions, rows, head)
         if not selected.any():
             continue
@@ -185,7 +187,7 @@ def evaluate_subgroups(predictions: Predictions, demographics: pd.DataFrame | No
             row = SubgroupRow(name, level, int(rows.sum()), n_patients, int(predictions.y(rows).sum()),
                               suppressed=is_small(n_patients, settings.min_cell_size))
             if not row.suppressed:
-                for head in HEADS:
+                for head in predictions.heads:
                     selected = head_rows(predictions, rows, head)
                     if not selected.any():
                         continue  # not applicable: the CXR head on stays without an image
@@ -212,7 +214,7 @@ def paired_curves(predictions: Predictions) -> dict[str, Curves]:
     """ROC/PR points per head on the paired set; several labels pooled (micro-average)."""
     rows = set_rows(predictions, "test_paired")
     return {head: curves(predictions.y(rows).ravel(), predictions.p(head, rows).ravel())
-            for head in HEADS if rows.any()}
+            for head in predictions.heads if rows.any()}
 
 
 def evaluate_task(task: str, predictions: Predictions, demographics: pd.DataFrame | None,
@@ -229,4 +231,4 @@ def evaluate_task(task: str, predictions: Predictions, demographics: pd.DataFram
         task=task, labels=list(predictions.labels), settings=settings, sets=sets,
         subgroups=evaluate_subgroups(predictions, demographics, settings),
         label_counts={name: label_counts(predictions, set_rows(predictions, name)) for name in sets},
-        paired_curves=paired_curves(predictions))
+        paired_curves=paired_curves(predictions), heads=predictions.heads)

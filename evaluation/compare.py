@@ -11,7 +11,7 @@ import numpy as np
 
 from evaluation.assess import EvalSettings, head_rows, set_rows
 from evaluation.bootstrap import Estimate, difference, patient_resamples
-from evaluation.inputs import HEADS, Predictions
+from evaluation.inputs import Predictions
 from evaluation.scoring import score_head
 
 SET = "test_paired"
@@ -43,7 +43,9 @@ def paired_run_differences(experiment: Predictions, reference: Predictions, sett
     resamples = patient_resamples(reference.frame["subject_id"].to_numpy()[rows],
                                   settings.n_bootstrap, settings.seed)
     result: dict[str, dict[str, Estimate]] = {}
-    for head in HEADS:
+    for head in reference.heads:
+        if head not in aligned.heads:
+            continue
         selected = head_rows(reference, rows, head)
         if not selected.any():
             continue

@@ -17,9 +17,10 @@ import pandas as pd
 import yaml
 
 from data_prep.errors import PipelineInputError
+from models.names import HEADS, MODALITIES, head_is_defined_without_image
 
-HEADS = ("ehr", "cxr", "fused")
 ID_COLUMNS = ("subject_id", "stay_id", "split", "has_cxr")
+HEAD_SETS = (HEADS, *((modality,) for modality in MODALITIES))  # multi-head, or one unimodal head
 DATA_STAGES = ("synthesize", "extract_ehr", "build_tasks", "ehr_tensors", "pair_cxr", "cache_cxr")
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Predictions:
 
     frame: pd.DataFrame  # subject_id, stay_id, has_cxr, plus y_/p_ columns; test split only
     labels: list[str]
+    heads: tuple[str, ...] = HEADS  # the heads the model has (a unimodal model: its one head)
 
     def y(self, rows: np.ndarray | None = None) -> np.ndarray:
         return self._matrix("y_", rows)
@@ -58,11 +60,16 @@ def predictions_from_frame(frame: pd.DataFrame, path: str, split: str = "test") 
     labels = [c[2:] for c in frame.columns if c.startswith("y_")]
     if not labels:
         raise PipelineInputError(f"{path}: no y_<label> columns (expected one per label)")
-    for head in HEADS:
+    heads = tuple(head for head in HEADS if any(f"p_{head}_{label}" in frame.columns for label in labels))
+    if heads not in HEAD_SETS:
+        missing = next(f"p_{head}_{labels[0]}" for head in HEADS if head not in heads)
+        raise PipelineInputError(f"{path}: missing column {missing!r} (expected p_<head>_<label> for the heads "
+                                 f"{', '.join(HEADS)} of a multi-head model, or the one head of a unimodal model)")
+    for head in heads:
         for label in labels:
             if f"p_{head}_{label}" not in frame.columns:
                 raise PipelineInputError(f"{path}: missing column 'p_{head}_{label}' "
-                                         f"(expected p_<head>_<label> for heads {', '.join(HEADS)})")
+                                         f"(expected p_{head}_<label> for every label)")
     frame = frame[frame["split"].astype(str) == split].reset_index(drop=True)
     if frame.empty:
         raise PipelineInputError(f"{path}: no rows with split == {split!r}")
@@ -71,14 +78,15 @@ def predictions_from_frame(frame: pd.DataFrame, path: str, split: str = "test") 
         y = frame[f"y_{label}"]
         if y.isna().any() or not y.isin([0, 1]).all():
             raise PipelineInputError(f"{path}: column 'y_{label}' must hold 0/1 without nulls")
-        for head in ("ehr", "fused"):
-            if frame[f"p_{head}_{label}"].isna().any():
-                raise PipelineInputError(f"{path}: column 'p_{head}_{label}' has nulls (expected a "
+        for head in heads:
+            column = f"p_{head}_{label}"
+            if head_is_defined_without_image(head) and frame[column].isna().any():
+                raise PipelineInputError(f"{path}: column '{column}' has nulls (expected a "
                                          "probability for every stay)")
-        if frame.loc[frame["has_cxr"], f"p_cxr_{label}"].isna().any():
-            raise PipelineInputError(f"{path}: column 'p_cxr_{label}' is null for a stay with an "
-                                     "image (expected a probability wherever has_cxr is true)")
-    return Predictions(frame, labels)
+            if frame.loc[frame["has_cxr"], column].isna().any():
+                raise PipelineInputError(f"{path}: column '{column}' is null for a stay with an "
+                                         "image (expected a probability wherever has_cxr is true)")
+    return Predictions(frame, labels, heads)
 
 
 def read_demographics(path: str | Path | None) -> pd.DataFrame | None:

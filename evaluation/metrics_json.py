@@ -54,7 +54,7 @@ def flat_metrics(evaluation: TaskEvaluation) -> dict:
         prefix = f"test_partial/subgroup/{row.subgroup}/{row.level}"
         flat[f"{prefix}/n_patients"] = count_cell(row.n_patients, cell)
         flat[f"{prefix}/n_events"] = SUPPRESSED if row.suppressed else count_cell(row.n_events, cell)
-        for head in ("ehr", "cxr", "fused"):
+        for head in evaluation.heads:
             if row.suppressed or (head in row.auroc and row.auroc[head] is None):
                 flat[f"{prefix}/{head}/auroc"] = SUPPRESSED
                 continue

@@ -230,7 +230,7 @@ def _calibration_section(evaluation: TaskEvaluation) -> Section:
 def _subgroup_section(evaluation: TaskEvaluation) -> Section:
     cell = evaluation.settings.min_cell_size
     section = Section("subgroups", "Subgroups (partial test set)")
-    heads = ("ehr", "cxr", "fused")
+    heads = evaluation.heads
     metric = "Macro AUROC" if evaluation.multilabel else "AUROC"
     header = ["Subgroup", "Level", "Patients", "Events" if not evaluation.multilabel else
               "Positive labels"] + [f"{metric} {HEAD_NAMES[h]} (95% CI)" for h in heads]

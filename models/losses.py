@@ -13,12 +13,12 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-HEADS = ("ehr", "cxr", "fused")
+from models.names import HEADS, head_is_defined_without_image
 
 
-def head_row_masks(has_cxr: torch.Tensor) -> dict[str, torch.Tensor | None]:
-    """Which rows each head is defined on (None: all rows)."""
-    return {"ehr": None, "cxr": has_cxr.bool(), "fused": None}
+def head_row_mask(head: str, has_cxr: torch.Tensor) -> torch.Tensor | None:
+    """Which rows a head is defined on (None: all rows; the image head: rows with an image)."""
+    return None if head_is_defined_without_image(head) else has_cxr.bool()
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -33,14 +33,15 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | 
 def masked_multihead_bce(logits: Mapping[str, torch.Tensor], labels: torch.Tensor, has_cxr: torch.Tensor,
                          weights: Mapping[str, float] | None = None
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(total, {head: loss}) with total = sum_h weights[h] * loss_h over ehr, cxr and fused.
+    """(total, {head: loss}) with total = sum_h weights[h] * loss_h over the heads in `logits`
+    (ehr, cxr and fused for the multi-head model; the one head of a unimodal model).
 
     `weights` defaults to 1 per head (the MILES paper's unweighted sum); the per-head
     losses keep their graph so balancers that reweight heads can use them, detach them
     for logging.
     """
-    weights = {head: 1.0 for head in HEADS} | dict(weights or {})
-    masks = head_row_masks(has_cxr)
-    per_head = {head: masked_bce(logits[head], labels, masks[head]) for head in HEADS}
+    heads = [head for head in HEADS if head in logits]
+    weights = {head: 1.0 for head in heads} | dict(weights or {})
+    per_head = {head: masked_bce(logits[head], labels, head_row_mask(head, has_cxr)) for head in heads}
     total = sum(float(weights[head]) * loss for head, loss in per_head.items())
     return total, per_head  # type: ignore[return-value]

@@ -15,12 +15,15 @@ from torch import nn
 
 from models.fusion.base import FusionModule
 from models.heads import projection, unimodal_head
+from models.names import HEADS, MODALITIES, SHARED_GROUP
 
-PARAMETER_GROUPS = ("ehr", "cxr", "shared")
 UNIMODAL_HEAD_PLACEMENTS = ("encoder", "shared")
 
 
 class MultiHeadFusionModel(nn.Module):
+    head_names: tuple[str, ...] = HEADS
+    modalities: tuple[str, ...] = MODALITIES
+
     def __init__(self, ehr_encoder: nn.Module, cxr_encoder: nn.Module, fusion: FusionModule,
                  embed_dim: int, num_labels: int) -> None:
         super().__init__()
@@ -75,21 +78,26 @@ class MultiHeadFusionModel(nn.Module):
         groups: dict[str, list[nn.Module]] = {
             "ehr": [self.encoders["ehr"], self.projections["ehr"]],
             "cxr": [self.encoders["cxr"], self.projections["cxr"]],
-            "shared": [self.fusion, self.heads["fused"]],
+            SHARED_GROUP: [self.fusion, self.heads["fused"]],
         }
-        for modality in ("ehr", "cxr"):
-            groups[modality if unimodal_heads_in == "encoder" else "shared"].append(self.heads[modality])
+        for modality in MODALITIES:
+            groups[modality if unimodal_heads_in == "encoder" else SHARED_GROUP].append(self.heads[modality])
         return groups
 
     def modality_parameters(self, unimodal_heads_in: str = "encoder") -> dict[str, list[nn.Parameter]]:
         """Trainable parameters per group (ehr, cxr, shared); each appears exactly once."""
-        seen: set[int] = set()
-        groups: dict[str, list[nn.Parameter]] = {}
-        for group, modules in self.modality_modules(unimodal_heads_in).items():
-            groups[group] = []
-            for module in modules:
-                for parameter in module.parameters():
-                    if parameter.requires_grad and id(parameter) not in seen:
-                        seen.add(id(parameter))
-                        groups[group].append(parameter)
-        return groups
+        return parameters_by_group(self.modality_modules(unimodal_heads_in))
+
+
+def parameters_by_group(modules_by_group: Mapping[str, list[nn.Module]]) -> dict[str, list[nn.Parameter]]:
+    """Trainable parameters of each group's modules, each parameter in the first group that has it."""
+    seen: set[int] = set()
+    groups: dict[str, list[nn.Parameter]] = {}
+    for group, modules in modules_by_group.items():
+        groups[group] = []
+        for module in modules:
+            for parameter in module.parameters():
+                if parameter.requires_grad and id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    groups[group].append(parameter)
+    return groups

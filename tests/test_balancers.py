@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fakes import ToyModel, toy_batch
+from training_fakes import ToyModel, balanced_step, toy_batch
 
 from data_prep.errors import PipelineInputError
 from training.balancers import build_balancer, list_balancers
@@ -70,12 +70,11 @@ def ogm_step(name: str, **settings):
     balancer = build_balancer({"name": name, "alpha": 0.5, **settings}, model)
     batch = toy_batch()
     balancer.on_epoch_start(0)
-    outputs = balancer.forward(batch)
-    total, per_head = balancer.compute_loss(batch, outputs)
-    balancer.backward(total, per_head, lambda x: x)
+    step, _ = balanced_step(balancer, batch)
+    outputs = step.outputs
     before = {m: model.encoders[m].weight.grad.clone() for m in ("ehr", "cxr")}
     s = {m: true_class_probability(outputs[m].detach(), batch["labels"]).sum().item() for m in ("ehr", "cxr")}
-    balancer.after_backward(batch, outputs)
+    balancer.after_backward(step)
     after = {m: model.encoders[m].weight.grad.clone() for m in ("ehr", "cxr")}
     return before, after, ogm_coefficients(s["ehr"], s["cxr"], 0.5)
 
@@ -284,12 +283,13 @@ def test_pmr_prototype_logits_and_loss_term():
     balancer = build_balancer({"name": "pmr", "alpha": 2.0}, model)
     batch = toy_batch(n=16)
     balancer.on_epoch_start(0)
-    outputs = balancer.forward(batch)
-    plain, _ = balancer.compute_loss(batch, outputs)  # epoch 0: no prototypes yet, no extra term
+    _, plain = balanced_step(balancer, batch)  # epoch 0: no prototypes yet, no extra term
+    plain = plain.total
     balancer.on_epoch_end(0, {}, {})
     balancer.on_epoch_start(1)
-    outputs = balancer.forward(batch)
-    total, per_head = balancer.compute_loss(batch, outputs)
+    _, loss = balanced_step(balancer, batch)
+    total, per_head = loss.total, loss.per_head
+    assert set(loss.terms) == {"prototype"}
     base = sum(per_head.values())
     torch.testing.assert_close(plain, base)
     embeddings = model.embed(batch)
@@ -318,11 +318,9 @@ def test_mmpareto_weights_in_both_cases():
 
 def run_hooks(balancer, model, batch, epoch):
     balancer.on_epoch_start(epoch)
-    outputs = balancer.forward(batch)
-    total, per_head = balancer.compute_loss(batch, outputs)
-    model.zero_grad()
-    balancer.backward(total, per_head, lambda x: x)
-    balancer.after_backward(batch, outputs)
+    step, loss = balanced_step(balancer, batch)
+    total = loss.total
+    balancer.after_backward(step)
     metrics = {s: {h: {"auroc": 0.6 + 0.1 * (h == "fused") + 0.01 * epoch, "auprc": 0.5, "loss": 0.6 - 0.01 * epoch}
                    for h in ("ehr", "cxr", "fused")} for s in ("all", "paired")}
     balancer.on_epoch_end(epoch, metrics, {"loss": {h: 0.5 for h in ("ehr", "cxr", "fused")}})

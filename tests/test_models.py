@@ -69,6 +69,34 @@ def test_unknown_names_and_settings_are_one_line_errors():
         build({"model": {**TINY_MODEL, "cxr": {"name": "resnet7"}}, "fusion": {"name": "late"}}, 1)
 
 
+def test_the_ehr_input_width_comes_from_the_prepared_data():
+    ehr = {key: value for key, value in TINY_MODEL["ehr"].items() if key != "input_size"}
+    model = build({"model": {**TINY_MODEL, "ehr": ehr}, "fusion": {"name": "joint"}}, 1, ehr_features=FEATURES + 3)
+    assert model.encoders["ehr"].lstm.input_size == FEATURES + 3
+    with pytest.raises(PipelineInputError, match=rf"model.ehr.input_size={FEATURES}: the prepared EHR tensors "
+                                                 rf"have {FEATURES + 3} features"):
+        build({"model": TINY_MODEL, "fusion": {"name": "joint"}}, 1, ehr_features=FEATURES + 3)
+    with pytest.raises(PipelineInputError, match="EHR input width is unknown"):
+        build({"model": {**TINY_MODEL, "ehr": ehr}, "fusion": {"name": "joint"}}, 1)
+
+
+def test_a_unimodal_model_has_one_encoder_one_head_and_one_group():
+    from models import build_unimodal
+
+    for modality in ("ehr", "cxr"):
+        model = build_unimodal({"model": TINY_MODEL}, modality, 2, ehr_features=FEATURES)
+        assert model.head_names == (modality,) and set(model.encoders) == {modality}
+        batch = make_batch(PARTIAL, 2)
+        logits = model(batch)
+        assert set(logits) == {modality} and logits[modality].shape == (batch["labels"].shape[0], 2)
+        if modality == "cxr":
+            assert (logits["cxr"][~batch["has_cxr"]] == 0).all()
+        groups = model.modality_parameters()
+        assert groups["shared"] == [] and len(groups[modality]) == len(list(model.parameters()))
+    with pytest.raises(PipelineInputError, match="regime.modality='xray'"):
+        build_unimodal({"model": TINY_MODEL}, "xray", 2, ehr_features=FEATURES)
+
+
 # ---- forward, missing images, loss -----------------------------------------------------
 
 @pytest.mark.parametrize("num_labels", TASK_LABELS.values(), ids=TASK_LABELS.keys())
@@ -189,7 +217,7 @@ def test_parameter_groups_cover_every_parameter_once(fusion, unimodal_heads_in):
 
 def _train_one_step(cfg: dict, num_labels: int) -> None:
     torch.manual_seed(0)
-    model = build(cfg, num_labels).train()
+    model = build(cfg, num_labels, ehr_features=FEATURES).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)  # a change means a gradient
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     batch = make_batch(PARTIAL, num_labels)

@@ -16,7 +16,7 @@ from data_prep.errors import PipelineInputError
 from data_prep.params import CONFIG_DIR, checked_compose, compose, to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("data", "task", "model", "fusion", "balancing", "train", "eval")
+GROUPS = ("data", "task", "model", "fusion", "balancing", "regime", "train", "eval")
 
 
 def group_options(group: str) -> list[str]:
@@ -43,7 +43,7 @@ def test_every_group_has_options(group):
 def test_every_option_composes(group, option):
     params = compose([f"{group}={option}"])
     assert set(params) == set(GROUPS)
-    if group in ("fusion", "balancing"):
+    if group in ("fusion", "balancing", "regime"):
         assert params[group]["name"] == option, "the option's file name must equal its `name`"
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from training_fakes import LABELS, ROOT, TASK, tiny_config, write_task_inputs
 
-from data_prep.errors import PipelineInputError
 from training.balancers import list_balancers
 from training.balancers.none import NoBalancing
 from training.checkpoint import load_checkpoint
@@ -31,7 +30,8 @@ def data_root(tmp_path_factory):
 
 
 def run(data_root, name, balancing="miles", epochs=3, resume=False, **train):
-    cfg = tiny_config(data_root, balancing=balancing, epochs=epochs, runs_dir=str(data_root / name), **train)
+    train.setdefault("runs_dir", str(data_root / name))
+    cfg = tiny_config(data_root, balancing=balancing, epochs=epochs, **train)
     return fit(cfg, TASK, resume=resume)
 
 
@@ -103,8 +103,6 @@ def test_killed_then_resumed_run_matches_the_uninterrupted_one(straight, data_ro
     assert [row["epoch"] for row in stopped.history] == [0, 1]
     assert not (stopped.run_dir / "predictions.parquet").exists()
     assert load_checkpoint(stopped.run_dir / "last.pt")["epoch"] == 1
-    with pytest.raises(PipelineInputError, match="different balancing settings"):
-        run(data_root, "resumed", balancing="none", resume=True)
     resumed = run(data_root, "resumed", resume=True)
     pd.testing.assert_frame_equal(pd.read_parquet(straight.run_dir / "predictions.parquet"),
                                   pd.read_parquet(resumed.run_dir / "predictions.parquet"))
@@ -113,14 +111,60 @@ def test_killed_then_resumed_run_matches_the_uninterrupted_one(straight, data_ro
     assert dvclive["step"].tolist() == [0, 1, 2]
 
 
+def test_resume_starts_over_when_the_settings_changed(data_root, caplog):
+    stopped = run(data_root, "changed", stop_after_epoch=1)
+    assert load_checkpoint(stopped.run_dir / "last.pt")["epoch"] == 0
+    with caplog.at_level("WARNING", logger="training.train"):
+        restarted = run(data_root, "changed", balancing="none", epochs=2, resume=True)
+    assert "written with a different config: starting over" in caplog.text
+    fresh = run(data_root, "fresh_none", balancing="none", epochs=2)
+    assert stable(restarted.history) == stable(fresh.history)
+
+
+def test_resume_of_a_finished_run_rewrites_the_same_outputs(straight, data_root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "finished"
+    shutil.copytree(straight.run_dir.parent, copy)
+    (copy / TASK / "predictions.parquet").unlink()
+    resumed = run(data_root, "unused", resume=True, runs_dir=str(copy))
+    assert resumed.run_dir == copy / TASK
+    assert stable(resumed.history) == stable(straight.history)
+    pd.testing.assert_frame_equal(pd.read_parquet(straight.run_dir / "predictions.parquet"),
+                                  pd.read_parquet(copy / TASK / "predictions.parquet"))
+
+
+def test_resume_starts_over_when_the_code_fingerprint_differs(data_root, monkeypatch, caplog):
+    import training.train as train_module
+
+    run(data_root, "code", epochs=2, stop_after_epoch=1)
+    real = train_module.run_fingerprint
+    monkeypatch.setattr(train_module, "run_fingerprint", lambda cfg, inputs: {**real(cfg, inputs), "code": "other"})
+    with caplog.at_level("WARNING", logger="training.train"):
+        result = run(data_root, "code", epochs=2, resume=True)
+    assert "different code" in caplog.text and [row["epoch"] for row in result.history] == [0, 1]
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_the_previous_plots(straight, data_root, monkeypatch):
+    from training.engine import Engine
+
+    plots = straight.run_dir / "dvclive" / "plots" / "metrics" / "lr_ehr.tsv"
+    before = plots.read_text()
+
+    def broken(self, loader, epoch):
+        raise RuntimeError("failed in the first epoch")
+
+    monkeypatch.setattr(Engine, "train_one_epoch", broken)
+    with pytest.raises(RuntimeError, match="first epoch"):
+        run(data_root, "straight")
+    assert plots.read_text() == before
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root, monkeypatch):
-    original = NoBalancing.compute_loss
+    def poisoned(self, step, loss):
+        return loss.plus("poison", loss.total * math.nan) if self.epoch == 1 else loss
 
-    def poisoned(self, batch, outputs):
-        total, per_head = original(self, batch, outputs)
-        return (total * math.nan if self.epoch == 1 else total), per_head
-
-    monkeypatch.setattr(NoBalancing, "compute_loss", poisoned)
+    monkeypatch.setattr(NoBalancing, "adjust_loss", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"non-finite training loss at epoch 1, step 0.*last\.pt"):
         run(data_root, "diverged", balancing="none")
     state = load_checkpoint(data_root / "diverged" / TASK / "last.pt")

@@ -96,6 +96,8 @@ def tiny_config(root: Path, balancing: str = "none", epochs: int = 2, **train: o
 class ToyModel(torch.nn.Module):
     """A contract-conforming stand-in for balancer rule tests: linear encoders, linear heads."""
 
+    head_names = ("ehr", "cxr", "fused")
+
     def __init__(self, ehr_features: int = 4, cxr_features: int = 4, embed_dim: int = 3, num_labels: int = 2) -> None:
         super().__init__()
         self.encoders = torch.nn.ModuleDict({"ehr": torch.nn.Linear(ehr_features, embed_dim),
@@ -132,3 +134,20 @@ def toy_batch(n: int = 8, seed: int = 0, num_labels: int = 2) -> dict[str, torch
     return {"ehr": torch.randn(n, 4, generator=generator), "image": torch.randn(n, 4, generator=generator),
             "has_cxr": torch.ones(n, dtype=torch.bool),
             "labels": (torch.rand(n, num_labels, generator=generator) > 0.5).float()}
+
+
+def balanced_step(balancer, batch, objective=None, zero_grad: bool = True):
+    """The engine's step order on a toy model, without the optimizer (training/engine.py):
+    forward, after_forward, loss with the balancer's head weights, adjust_loss, backward.
+    Returns (step, loss); the caller runs `balancer.after_backward(step)` when it wants to
+    see the gradients before and after modulation."""
+    from training.objectives import build_objective
+
+    objective = objective or build_objective("supervised", balancer.model)
+    step = objective.forward(batch)
+    balancer.after_forward(step)
+    loss = balancer.adjust_loss(step, objective.loss(step, balancer.head_weights()))
+    if zero_grad:
+        balancer.model.zero_grad()
+    balancer.backward(step, loss, lambda x: x)
+    return step, loss

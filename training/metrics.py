@@ -12,7 +12,8 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-HEADS = ("ehr", "cxr", "fused")
+from models.names import head_is_defined_without_image
+
 SCORERS = {"auroc": roc_auc_score, "auprc": average_precision_score}
 EPS = 1e-7
 
@@ -43,7 +44,7 @@ def mean_bce(labels: np.ndarray, probs: np.ndarray) -> float:
 def head_rows(head: str, has_cxr: np.ndarray, subset: str) -> np.ndarray:
     """Rows a head is scored on: the CXR head only where there is an image; `paired` keeps
     only stays with both modalities for every head (MILES compares heads on the same stays)."""
-    if head == "cxr" or subset == "paired":
+    if not head_is_defined_without_image(head) or subset == "paired":
         return has_cxr.astype(bool)
     return np.ones_like(has_cxr, dtype=bool)
 
@@ -55,7 +56,7 @@ def validation_metrics(labels: np.ndarray, probs: dict[str, np.ndarray],
     result: dict[str, dict[str, dict[str, float]]] = {}
     for subset in ("all", "paired"):
         result[subset] = {}
-        for head in HEADS:
+        for head in probs:
             rows = head_rows(head, has_cxr, subset)
             scores = macro_scores(labels[rows], probs[head][rows]) if rows.any() else \
                 {name: math.nan for name in (*SCORERS, "prevalence")}

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.names import head_is_defined_without_image
 from training.distributed import DistContext
-from training.metrics import HEADS
 
 
 @dataclass
 class PredictionSet:
-    """One split's predictions, one row per stay, sorted by stay_id."""
+    """One split's predictions, one row per stay, sorted by stay_id; `probs` has one entry per
+    head of the model that made them (ehr, cxr, fused; or a unimodal model's one head)."""
 
     stay_id: np.ndarray
     subject_id: np.ndarray
@@ -47,13 +48,14 @@ def predict(model: torch.nn.Module, loader: Iterable[dict[str, Any]], ctx: DistC
     """Probabilities of every head for this rank's share of `loader`, gathered over ranks."""
     was_training = model.training
     model.eval()
+    heads = tuple(model.head_names)
     parts: dict[str, list[np.ndarray]] = {"stay_id": [], "subject_id": [], "has_cxr": [], "labels": [],
-                                          **{f"p_{head}": [] for head in HEADS}}
+                                          **{f"p_{head}": [] for head in heads}}
     for batch in loader:
         device_batch = move_batch(batch, ctx.device)
         with autocast or nullcontext():
             logits = model(device_batch)
-        for head in HEADS:
+        for head in heads:
             parts[f"p_{head}"].append(torch.sigmoid(logits[head].float()).cpu().numpy())
         for key in ("stay_id", "subject_id", "has_cxr", "labels"):
             parts[key].append(batch[key].numpy())
@@ -66,7 +68,7 @@ def predict(model: torch.nn.Module, loader: Iterable[dict[str, Any]], ctx: DistC
                          subject_id=merged["subject_id"][first].astype(np.int64),
                          has_cxr=merged["has_cxr"][first].astype(bool),
                          labels=merged["labels"][first].astype(np.float32),
-                         probs={head: merged[f"p_{head}"][first].astype(np.float32) for head in HEADS})
+                         probs={head: merged[f"p_{head}"][first].astype(np.float32) for head in heads})
 
 
 def predictions_frame(splits: Mapping[str, PredictionSet], label_names: list[str]) -> pd.DataFrame:
@@ -78,10 +80,10 @@ def predictions_frame(splits: Mapping[str, PredictionSet], label_names: list[str
                                       "has_cxr": preds.has_cxr}
         for k, name in enumerate(label_names):
             columns[f"y_{name}"] = preds.labels[:, k].astype(np.float32)
-        for head in HEADS:
+        for head in preds.probs:
             for k, name in enumerate(label_names):
                 values = pd.array(preds.probs[head][:, k], dtype="Float32")
-                if head == "cxr":
+                if not head_is_defined_without_image(head):
                     values[~preds.has_cxr] = pd.NA
                 columns[f"p_{head}_{name}"] = values
         frames.append(pd.DataFrame(columns))

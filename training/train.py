@@ -1,12 +1,16 @@
-"""train@<task>: fit the multi-head fusion model under a balancer; write runs/<task>/.
+"""train@<task>: train the configured regime's model (by default the multi-head fusion model
+under a balancer); write runs/<task>/.
 
     python -m training.train --task in_hospital_mortality [key=value ...] [--resume]
+    python -m training.train --task phenotyping regime=... (see configs/regime/)
     torchrun --standalone --nproc_per_node=2 -m training.train --task phenotyping
 
-Reads like torchvision's reference script: `train_one_epoch`, `evaluate`, `fit` (the epoch
-loop with early stopping and checkpoints), `main`. The balancer is called at named points
-(training/balancers/base.py). The global learning rate is a pure function of the epoch
-(training/schedule.py) and the balancer only multiplies it per parameter group.
+Reads like torchvision's reference script: `fit_epochs` is the epoch loop (train, validate,
+balance, keep the best, checkpoint), the state it drives is one `Engine`
+(training/engine.py: model, optimizer, scaler, objective, balancer, precision), and the
+regime (training/regimes) says which model is trained on which stays. The global learning
+rate is a pure function of the epoch (training/schedule.py); the balancer only multiplies it
+per parameter group.
 
 Outputs (rank 0): model.pt (best by the early-stopping metric), last.pt (every epoch,
 atomic, everything `--resume` needs), history.json, dvclive/, and predictions.parquet of
@@ -19,41 +23,36 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
-import models
 from data_prep.config import check_task, load_config, run_stage, stage_parser
-from data_prep.dataset import MultimodalDataset, loader_for
-from data_prep.errors import PipelineInputError
+from data_prep.dataset import DatasetPaths, MultimodalDataset, loader_for
 from data_prep.io import write_json, write_parquet
 from data_prep.transforms import seed_transform
-from training.balancers import Balancer, build_balancer
 from training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
+    resume_mismatch,
     rng_state,
+    run_fingerprint,
     save_checkpoint,
     seed_everything,
 )
 from training.distributed import DistContext, init_distributed, shutdown
-from training.metrics import HEADS, validation_metrics
-from training.predictions import PredictionSet, move_batch, predict, predictions_frame
-from training.schedule import apply_learning_rates, global_lr, group_learning_rates
+from training.engine import Engine, TrainingDivergedError, configure_determinism
+from training.predictions import predict, predictions_frame
+from training.regimes import Regime, build_regime
 
 log = logging.getLogger(__name__)
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["FitResult", "TrainingDivergedError", "fit", "fit_epochs", "main"]
 
 
 @dataclass
@@ -62,35 +61,16 @@ class FitResult:
     history: list[dict[str, Any]]
 
 
-class TrainingDivergedError(RuntimeError):
-    """A non-finite loss: training stops, the last good checkpoint stays as it was."""
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, help="task name (task.names in params.yaml)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from runs/<task>/last.pt if it exists")
+                        help="continue runs/<task>/last.pt if it was written by the same settings, code "
+                             "and data (dvc repro passes it); otherwise start over")
     return parser
 
 
 # ---- set-up ---------------------------------------------------------------------------------
-def autocast_for(device: torch.device, amp: str) -> Callable[[], AbstractContextManager]:
-    """Mixed precision on CUDA only (bf16 or fp16); CPU runs in float32."""
-    if device.type != "cuda" or amp not in AMP_DTYPES:
-        return nullcontext
-    return lambda: torch.autocast("cuda", dtype=AMP_DTYPES[amp])
-
-
-def configure_determinism(cfg: DictConfig, device: torch.device) -> None:
-    deterministic = bool(cfg.train.get("deterministic", True))
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic
-
-
 def make_loader(dataset: MultimodalDataset, cfg: DictConfig, ctx: DistContext, train: bool,
                 generator: torch.Generator) -> DataLoader:
     """Training loaders shuffle (DistributedSampler under DDP); evaluation keeps the order."""
@@ -113,57 +93,12 @@ def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int) -> None:
     seed_transform(getattr(loader.dataset, "transform", None), epoch_seed + rank)
 
 
-def build_optimizer(model: models.MultiHeadFusionModel, cfg: DictConfig) -> torch.optim.AdamW:
-    """AdamW with one named parameter group per modality group (ehr, cxr, shared)."""
-    placement = str(cfg.balancing.get("unimodal_heads_in", "encoder"))
-    groups = [{"name": name, "params": params}
-              for name, params in model.modality_parameters(placement).items()]
-    return torch.optim.AdamW(groups, lr=float(cfg.train.lr), betas=tuple(cfg.train.betas),
-                             weight_decay=float(cfg.train.weight_decay))
-
-
-# ---- one epoch --------------------------------------------------------------------------------
-def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    balancer: Balancer, scaler: torch.amp.GradScaler, ctx: DistContext, epoch: int,
-                    cfg: DictConfig, autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
-    """One pass over the training data; returns mean losses per head (averaged over ranks)."""
-    model.train()
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_clip = float(cfg.train.get("grad_clip") or 0.0)
-    totals = torch.zeros(len(HEADS) + 1, dtype=torch.float64)
-    steps = 0
-    progress = tqdm(loader, desc=f"epoch {epoch}", disable=not ctx.is_main, leave=False)
-    for step, batch in enumerate(progress):
-        batch = move_batch(batch, ctx.device)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            outputs = balancer.forward(batch)
-            total, per_head = balancer.compute_loss(batch, outputs)
-        losses = torch.stack([per_head[h].detach().float() for h in HEADS] + [total.detach().float()])
-        losses = ctx.all_reduce_mean(losses.double()).cpu()
-        if not torch.isfinite(losses).all():
-            values = ", ".join(f"{name}={value:.4g}" for name, value in zip([*HEADS, "total"], losses.tolist(), strict=True))
-            raise TrainingDivergedError(f"non-finite training loss at epoch {epoch}, step {step} ({values})")
-        balancer.backward(total, per_head, scaler.scale)
-        scaler.unscale_(optimizer)
-        ctx.average_gradients(parameters)
-        balancer.after_backward(batch, outputs)
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        totals += losses
-        steps += 1
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
-    means = (totals / max(steps, 1)).tolist()
-    return {"loss": dict(zip(HEADS, means[:len(HEADS)], strict=True)), "loss_total": means[-1], "steps": steps}
-
-
-def evaluate(model: torch.nn.Module, loader: DataLoader, ctx: DistContext,
-             autocast: Callable[[], AbstractContextManager]) -> tuple[PredictionSet, dict]:
-    """Predictions gathered over ranks and the validation metrics computed from them."""
-    predictions = predict(model, loader, ctx, autocast())
-    return predictions, validation_metrics(predictions.labels, predictions.probs, predictions.has_cxr)
+def input_files(paths: DatasetPaths) -> list[Path]:
+    """The files a run reads, for its resume fingerprint."""
+    files = [paths.labels, paths.pairs]
+    for folder in (paths.ehr_dir, paths.cache_dir):
+        files += sorted(folder.iterdir()) if folder.is_dir() else [folder]
+    return files
 
 
 # ---- bookkeeping ------------------------------------------------------------------------------
@@ -172,8 +107,8 @@ def history_row(epoch: int, alpha: float, rates: dict[str, float], train_stats: 
     """One flat dict per epoch (docs/architecture.md, runs/<task>/history.json)."""
     row: dict[str, Any] = {"epoch": epoch, "lr_global": alpha, **{f"lr_{g}": r for g, r in rates.items()},
                            "train_loss_total": train_stats["loss_total"], "epoch_seconds": seconds}
-    for head in HEADS:
-        row[f"train_loss_{head}"] = train_stats["loss"][head]
+    for head, loss in train_stats["loss"].items():
+        row[f"train_loss_{head}"] = loss
         for metric in ("auroc", "auprc", "loss"):
             row[f"val_{metric}_{head}"] = val["all"][head][metric]
             row[f"val_paired_{metric}_{head}"] = val["paired"][head][metric]
@@ -182,27 +117,39 @@ def history_row(epoch: int, alpha: float, rates: dict[str, float], train_stats: 
 
 
 class DVCLiveLogger:
-    """DVCLive on rank 0; on resume the directory is rebuilt from the checkpoint's history, so
-    it always matches the epochs that count (a killed epoch never leaves a stray step)."""
+    """DVCLive on rank 0, opened at the first epoch there is to write (so a run that fails
+    before its first epoch leaves the previous run's plots alone). On resume the directory is
+    rebuilt from the checkpoint's history, so it always matches the epochs that count (a
+    killed epoch never leaves a stray step)."""
 
     def __init__(self, directory: Path, enabled: bool, history: list[dict[str, Any]]) -> None:
+        self.directory, self.enabled, self.replay = directory, enabled, list(history)
         self.live = None
-        if enabled:
-            from dvclive import Live
 
-            self.live = Live(dir=str(directory), resume=False, save_dvc_exp=False, dvcyaml=None)
-            for row in history:
-                self.log(row)
+    def _open(self) -> None:
+        from dvclive import Live
+
+        self.live = Live(dir=str(self.directory), resume=False, save_dvc_exp=False, dvcyaml=None)
+        for row in self.replay:
+            self._write(row)
 
     def log(self, row: dict[str, Any]) -> None:
-        if self.live is None:
+        if not self.enabled:
             return
+        if self.live is None:
+            self._open()
+        self._write(row)
+
+    def _write(self, row: dict[str, Any]) -> None:
         for key, value in row.items():
             if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool):
                 self.live.log_metric(key, float(value))
         self.live.next_step()
 
     def close(self) -> None:
+        """Ends the DVCLive run; a resumed run with no epoch left still rebuilds its directory."""
+        if self.enabled and self.live is None and self.replay:
+            self._open()
         if self.live is not None:
             self.live.end()
 
@@ -214,124 +161,135 @@ def improved(metric: float, best: float | None) -> bool:
     return not math.isnan(metric) and (math.isnan(best) or metric > best)
 
 
-RESUME_MUST_MATCH = ("model", "fusion", "balancing", "data.cxr", "train.seed", "train.lr", "train.schedule",
-                     "train.epochs", "train.batch_size", "train.setting", "train.loss_weights")
+@dataclass
+class Progress:
+    """Where the epoch loop stands: what a resumed run continues from (saved in last.pt)."""
+
+    epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    epochs_without_improvement: int = 0
+    stopped: bool = False
+
+    def record(self, row: dict[str, Any], score: float, patience: int) -> bool:
+        """Add one epoch; True when it is the best so far (the best checkpoint is rewritten)."""
+        self.epoch = int(row["epoch"])
+        self.history.append(row)
+        better = improved(score, self.best_metric)
+        if better:
+            self.best_metric, self.epochs_without_improvement = score, 0
+        else:
+            self.epochs_without_improvement += 1
+        self.stopped = self.epochs_without_improvement >= patience
+        return better
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "history": self.history, "best_metric": self.best_metric,
+                "epochs_without_improvement": self.epochs_without_improvement, "stopped": self.stopped}
 
 
-def restore_checkpoint(path: Path, cfg: DictConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                       scaler: torch.amp.GradScaler, balancer: Balancer, ctx: DistContext) -> dict[str, Any]:
-    """Load last.pt into the live objects; refuses a checkpoint written under other settings,
-    since continuing it would silently mix two experiments."""
-    state = load_checkpoint(path, map_location=ctx.device)
-    saved = OmegaConf.create(state["config"])
-    for key in RESUME_MUST_MATCH:
-        if OmegaConf.select(saved, key) != OmegaConf.select(cfg, key):
-            raise PipelineInputError(f"{path}: written with different {key} settings; "
-                                     f"run without --resume to start over")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    balancer.load_state_dict(state["balancer"])
+def try_resume(last_path: Path, best_path: Path, fingerprint: dict[str, str], engine: Engine) -> Progress:
+    """The progress of a compatible interrupted run, loaded into `engine`; a fresh Progress when
+    there is none, or when it was written under other settings, code or data (logged: it is
+    not continued, it is replaced)."""
+    if not last_path.exists():
+        return Progress()
+    state = load_checkpoint(last_path, map_location=engine.ctx.device)
+    different = resume_mismatch(state.get("fingerprint"), fingerprint)
+    if different is None and state.get("best_metric") is not None and not best_path.exists():
+        different = "best checkpoint"
+    if different is not None:
+        log.warning("%s was written with a different %s: starting over", last_path.name,
+                    {"best checkpoint": "run (its model.pt is missing)"}.get(different, different))
+        return Progress()
+    engine.load_state_dict(state)
     restore_rng_state(state["rng"])
-    return state
+    return Progress(**{key: state[key] for key in Progress().state_dict()})
 
 
 # ---- the stage ----------------------------------------------------------------------------------
 def fit(cfg: DictConfig, task: str, resume: bool = False, ctx: DistContext | None = None) -> FitResult:
-    """Train `task` under cfg and write runs/<task>/; returns that directory and the history
-    (identical on every rank: the balancers' decisions come from all-reduced statistics)."""
+    """Train `task` under cfg's regime and write runs/<task>/; returns that directory and the
+    history (identical on every rank: the balancers' decisions come from all-reduced statistics)."""
     ctx = ctx or init_distributed(str(cfg.train.device))
+    return build_regime(cfg).run(task, resume=resume, ctx=ctx)
+
+
+def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> FitResult:
+    """The epoch loop every regime shares: train, validate, balance, keep the best, checkpoint."""
+    cfg = regime.cfg
     run_dir = Path(cfg.train.runs_dir) / task
     last_path, best_path = run_dir / "last.pt", run_dir / "model.pt"
-    configure_determinism(cfg, ctx.device)
-    autocast = autocast_for(ctx.device, str(cfg.train.amp))
+    configure_determinism(bool(cfg.train.get("deterministic", True)), ctx.device)
     seed = int(cfg.train.seed)
 
-    setting = str(cfg.train.setting)
+    setting = regime.dataset_setting()
     train_set = MultimodalDataset(task, "train", setting, cfg, train=True)
     val_set = MultimodalDataset(task, "val", setting, cfg, train=False)
     label_names = train_set.label_names
-    generator = torch.Generator()
-    train_loader = make_loader(train_set, cfg, ctx, train=True, generator=generator)
+    train_loader = make_loader(train_set, cfg, ctx, train=True, generator=torch.Generator())
     val_loader = make_loader(val_set, cfg, ctx, train=False, generator=torch.Generator())
 
     seed_everything(seed)
     channels_last = ctx.device.type == "cuda" and bool(cfg.train.channels_last)
-    model = models.build(cfg, len(label_names), channels_last=channels_last).to(ctx.device)
+    model = regime.build_model(len(label_names), train_set.ehr_features, channels_last).to(ctx.device)
     ctx.broadcast_parameters(model)
-    optimizer = build_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.device.type == "cuda" and str(cfg.train.amp) == "fp16")
-    balancer = build_balancer(OmegaConf.to_container(cfg.balancing, resolve=True), model, ctx,
-                              loss_weights=OmegaConf.to_container(cfg.train.loss_weights), seed=seed)
+    engine = Engine.from_config(cfg, model, ctx, balancing=regime.balancing(), objective=regime.objective)
+    fingerprint = run_fingerprint(cfg, input_files(train_set.paths))
 
-    progress = {"epoch": -1, "history": [], "best_metric": None, "epochs_without_improvement": 0, "stopped": False}
-    if resume and last_path.exists():
-        progress = restore_checkpoint(last_path, cfg, model, optimizer, scaler, balancer, ctx)
-        log.info("resuming after epoch %d of %d", progress["epoch"], int(cfg.train.epochs))
-    elif resume:
-        log.warning("--resume: %s not found, starting from scratch", last_path)
-    start_epoch, history = progress["epoch"] + 1, progress["history"]
-    best_metric, waited, stopped = (progress["best_metric"], progress["epochs_without_improvement"],
-                                    progress["stopped"])
+    progress = Progress()
+    if resume:
+        progress = try_resume(last_path, best_path, fingerprint, engine)
+        if progress.epoch >= 0:
+            log.info("resuming after epoch %d of %d", progress.epoch, int(cfg.train.epochs))
 
-    logger = DVCLiveLogger(run_dir / "dvclive", ctx.is_main, history)
+    logger = DVCLiveLogger(run_dir / "dvclive", ctx.is_main, progress.history)
     metric_name = str(cfg.train.early_stopping.metric)
     patience = int(cfg.train.early_stopping.patience)
     stop_after = cfg.train.get("stop_after_epoch")
     try:
-        for epoch in range(start_epoch, int(cfg.train.epochs)):
-            if stopped:
+        for epoch in range(progress.epoch + 1, int(cfg.train.epochs)):
+            if progress.stopped:
                 break
             started = time.perf_counter()
-            alpha = global_lr(epoch, float(cfg.train.lr), int(cfg.train.epochs), cfg.train.schedule)
-            rates = group_learning_rates(alpha, balancer.multipliers)
-            apply_learning_rates(optimizer, rates)
+            alpha, rates = engine.start_epoch(epoch)
             seed_epoch(train_loader, seed, epoch, ctx.rank)
-            balancer.on_epoch_start(epoch)
-            train_stats = train_one_epoch(model, train_loader, optimizer, balancer, scaler, ctx, epoch, cfg, autocast)
-            ctx.broadcast_buffers(model)
-            _, val = evaluate(model, val_loader, ctx, autocast)
-            balancer.on_epoch_end(epoch, val, train_stats)
-            row = history_row(epoch, alpha, rates, train_stats, val, balancer.log_stats(),
-                              time.perf_counter() - started)
-            history.append(row)
-            score = float(val["all"]["fused"][metric_name])
-            if improved(score, best_metric):
-                best_metric, waited = score, 0
-                if ctx.is_main:
-                    save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "metric": metric_name,
-                                                "score": score, "label_names": label_names,
-                                                "config": OmegaConf.to_container(cfg, resolve=True)})
-            else:
-                waited += 1
-            stopped = waited >= patience
-            log.info("epoch %d: val fused %s %.4f, lr ehr/cxr/shared %.2e/%.2e/%.2e%s", epoch, metric_name,
-                     score, rates["ehr"], rates["cxr"], rates["shared"], " (early stop)" if stopped else "")
+            train_stats = engine.train_one_epoch(train_loader, epoch)
+            _, val = engine.evaluate(val_loader)
+            balancer_stats = engine.end_epoch(epoch, val, train_stats)
+            row = history_row(epoch, alpha, rates, train_stats, val, balancer_stats, time.perf_counter() - started)
+            score = float(val["all"][regime.monitored_head][metric_name])
+            if progress.record(row, score, patience) and ctx.is_main:
+                save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "metric": metric_name,
+                                            "head": regime.monitored_head, "score": score,
+                                            "label_names": label_names,
+                                            "config": OmegaConf.to_container(cfg, resolve=True)})
+            log.info("epoch %d: val %s %s %.4f, lr %s%s", epoch, regime.monitored_head, metric_name, score,
+                     " ".join(f"{group} {rate:.2e}" for group, rate in rates.items()),
+                     " (early stop)" if progress.stopped else "")
             if ctx.is_main:
                 logger.log(row)
-                save_checkpoint(last_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "balancer": balancer.state_dict(), "epoch": epoch, "history": history,
-                    "best_metric": best_metric, "epochs_without_improvement": waited, "stopped": stopped,
-                    "rng": rng_state(), "data_order": {"seed": seed, "next_epoch": epoch + 1},
-                    "label_names": label_names, "config": OmegaConf.to_container(cfg, resolve=True)})
+                save_checkpoint(last_path, {**engine.state_dict(), **progress.state_dict(), "rng": rng_state(),
+                                            "data_order": {"seed": seed, "next_epoch": epoch + 1},
+                                            "label_names": label_names, "fingerprint": fingerprint,
+                                            "config": OmegaConf.to_container(cfg, resolve=True)})
             ctx.barrier()
             if stop_after is not None and epoch + 1 >= int(stop_after):
                 log.info("train.stop_after_epoch=%s: stopping here (resume with --resume)", stop_after)
-                return FitResult(run_dir, history)
+                return FitResult(run_dir, progress.history)
     except TrainingDivergedError as err:
         raise TrainingDivergedError(f"{err}; stopped, the last good checkpoint is kept ({last_path})") from None
     finally:
         logger.close()
 
-    write_outputs(cfg, task, run_dir, model, ctx, autocast, label_names, history)
-    return FitResult(run_dir, history)
+    write_outputs(cfg, task, run_dir, model, engine, label_names, progress.history)
+    return FitResult(run_dir, progress.history)
 
 
-def write_outputs(cfg: DictConfig, task: str, run_dir: Path, model: torch.nn.Module, ctx: DistContext,
-                  autocast: Callable[[], AbstractContextManager], label_names: list[str],
-                  history: list[dict[str, Any]]) -> None:
+def write_outputs(cfg: DictConfig, task: str, run_dir: Path, model: torch.nn.Module, engine: Engine,
+                  label_names: list[str], history: list[dict[str, Any]]) -> None:
     """Predictions of the best model on every val and test stay (partial set), and history.json."""
+    ctx = engine.ctx
     ctx.barrier()
     best = load_checkpoint(run_dir / "model.pt", map_location=ctx.device)
     model.load_state_dict(best["model"])
@@ -339,7 +297,7 @@ def write_outputs(cfg: DictConfig, task: str, run_dir: Path, model: torch.nn.Mod
     for split in ("val", "test"):
         dataset = MultimodalDataset(task, split, "partial", cfg, train=False)
         loader = make_loader(dataset, cfg, ctx, train=False, generator=torch.Generator())
-        splits[split] = predict(model, loader, ctx, autocast())
+        splits[split] = predict(model, loader, ctx, engine.autocast())
     if ctx.is_main:
         write_parquet(run_dir / "predictions.parquet", predictions_frame(splits, label_names))
         write_json(run_dir / "history.json", [{key: None if isinstance(value, float) and math.isnan(value)

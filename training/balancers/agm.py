@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from training.balancers.base import MODALITIES, Balancer, register_balancer
+from models.names import MODALITIES
+from training.balancers.base import Balancer, register_balancer
 
 
 def shapley_contributions(full: torch.Tensor, no_ehr: torch.Tensor, no_cxr: torch.Tensor,
@@ -55,23 +56,23 @@ class AGM(Balancer):
         super().on_epoch_start(epoch)
         self.coefficient_sums, self.steps = {m: 0.0 for m in MODALITIES}, 0
 
-    def forward(self, batch):
-        embeddings = self.model.embed(batch)
-        outputs = self.model.forward_from_embeddings(embeddings, batch["has_cxr"])
+    def after_forward(self, step) -> None:
+        """The Shapley probes: the fused head re-run with one or both embeddings zeroed."""
+        batch, outputs = step.batch, step.outputs
         if self.window[0] <= self.epoch <= self.window[1]:
             with torch.no_grad():
-                ehr, cxr = embeddings["ehr"].detach(), embeddings["cxr"].detach()
+                ehr, cxr = step.embeddings["ehr"].detach(), step.embeddings["cxr"].detach()
                 no_image = torch.zeros_like(batch["has_cxr"], dtype=torch.bool)
                 fused = lambda e, c, has: self.model.forward_from_embeddings({"ehr": e, "cxr": c}, has)["fused"]  # noqa: E731
                 self._contributions = shapley_contributions(
                     outputs["fused"].detach(), fused(torch.zeros_like(ehr), cxr, batch["has_cxr"]),
                     fused(ehr, torch.zeros_like(cxr), no_image),
                     fused(torch.zeros_like(ehr), torch.zeros_like(cxr), no_image))
-        return outputs
 
-    def after_backward(self, batch, outputs) -> None:
+    def after_backward(self, step) -> None:
         if self._contributions is None:
             return
+        batch = step.batch
         paired = batch["has_cxr"].bool()
         sums = torch.stack([
             F.binary_cross_entropy_with_logits(self._contributions[m][paired].float(), batch["labels"][paired],

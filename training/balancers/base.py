@@ -1,14 +1,20 @@
-"""The balancer interface: named hooks the training loop calls around each step and epoch.
+"""The balancer interface: what balancing does, at named points of the engine's step and epoch.
 
-The loop (training/train.py) calls, in this order:
+A balancer changes learning rates (per-group multipliers: MILES, MSLR, MSES), gradients
+(OGM-GE, AGM, MMPareto) or the weights and terms of the loss (Gradient Blending, PMR). It
+never computes the model's forward pass or the supervised loss: those are the objective's
+(training/objectives), so any objective composes with any balancer. The engine
+(training/engine.py) calls, in this order:
 
     on_epoch_start(epoch)
-    per step:  outputs = forward(batch)                      # logits per head
-               total, per_head = compute_loss(batch, outputs)
-               backward(total, per_head, scale)              # scale: the AMP loss scaler or identity
+    per step:  step = objective.forward(batch)                       # embeddings, logits per head
+               after_forward(step)                                   # extra probes (AGM), bookkeeping (PMR)
+               loss = objective.loss(step, head_weights())           # head_weights: loss re-weighting
+               loss = adjust_loss(step, loss)                        # extra balancing terms (PMR)
+               backward(step, loss, scale)                           # scale: the AMP loss scaler or identity
                (gradients are averaged over ranks here)
-               after_backward(batch, outputs)                # gradient modulation
-    multipliers = on_epoch_end(epoch, val_metrics, train_stats)   # per-group LR multipliers
+               after_backward(step)                                  # gradient modulation
+    multipliers = on_epoch_end(epoch, val_metrics, train_stats)      # per-group LR multipliers
 
 `multipliers` ({"ehr", "cxr", "shared"}) multiply the global rate of the next epoch:
 lr_group = global_lr(epoch) * multiplier_group. `log_stats()` returns the decisions to log
@@ -27,20 +33,19 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.losses import masked_multihead_bce
+from models.names import HEADS, PARAMETER_GROUPS
 from models.registry import Registry
 from training.distributed import DistContext
+from training.objectives.base import Loss, Step
 
-GROUPS = ("ehr", "cxr", "shared")
-MODALITIES = ("ehr", "cxr")
-HEADS = ("ehr", "cxr", "fused")
+GROUPS = PARAMETER_GROUPS
 
 ValMetrics = Mapping[str, Mapping[str, Mapping[str, float]]]  # subset -> head -> metric -> value
 TrainStats = Mapping[str, Any]
 
 
 class Balancer:
-    """No balancing: the multi-head loss with fixed weights and the global rate for every group.
+    """No balancing: fixed head weights and the global rate for every group.
 
     Subclasses override only the hooks they need and list in `state_attributes` the
     attributes that must survive a resume.
@@ -58,7 +63,7 @@ class Balancer:
         self.ctx = ctx or DistContext()
         self.loss_weights = {head: 1.0 for head in HEADS} | {k: float(v) for k, v in (loss_weights or {}).items()}
         self.seed = int(seed)
-        self.unimodal_heads_in = unimodal_heads_in  # read by the loop to build the LR groups
+        self.unimodal_heads_in = unimodal_heads_in  # read by the engine to build the LR groups
         self.epoch = 0
         self.multipliers: dict[str, float] = {group: 1.0 for group in GROUPS}
         self.stats: dict[str, Any] = {}
@@ -67,21 +72,21 @@ class Balancer:
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.model(batch)
+    def after_forward(self, step: Step) -> None:
+        """The step's embeddings and logits exist; the loss does not yet."""
 
     def head_weights(self) -> dict[str, float]:
+        """Weights of the supervised head losses (loss re-weighting balancers change them)."""
         return dict(self.loss_weights)
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return masked_multihead_bce(outputs, batch["labels"], batch["has_cxr"], self.head_weights())
+    def adjust_loss(self, step: Step, loss: Loss) -> Loss:
+        """Add balancing terms to the objective's loss (`loss.plus(name, term)`)."""
+        return loss
 
-    def backward(self, total: torch.Tensor, per_head: Mapping[str, torch.Tensor],
-                 scale: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        scale(total).backward()
+    def backward(self, step: Step, loss: Loss, scale: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        scale(loss.total).backward()
 
-    def after_backward(self, batch: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]) -> None:
+    def after_backward(self, step: Step) -> None:
         """Gradients are already averaged over ranks here (and unscaled under fp16 AMP)."""
 
     # ---- epoch hooks -------------------------------------------------------------------

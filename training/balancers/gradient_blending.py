@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from training.balancers.base import HEADS, Balancer, register_balancer
+from models.names import HEADS
+from training.balancers.base import Balancer, register_balancer
 
 
 def blending_weights(start: Mapping[str, Mapping[str, float]], end: Mapping[str, Mapping[str, float]],

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from training.balancers.base import MODALITIES, Balancer, register_balancer
+from models.names import MODALITIES
+from training.balancers.base import Balancer, register_balancer
 
 
 def min_norm_weights(g1: torch.Tensor, g2: torch.Tensor) -> tuple[float, float]:
@@ -63,8 +64,8 @@ class MMPareto(Balancer):
         super().on_epoch_start(epoch)
         self.conflict_steps, self.steps = {m: 0 for m in MODALITIES}, 0
 
-    def backward(self, total, per_head, scale) -> None:
-        weights = self.head_weights()
+    def backward(self, step, loss, scale) -> None:
+        weights, per_head = self.head_weights(), loss.per_head
         combined = {}
         for modality in MODALITIES:
             parameters = self.encoder_parameters(modality)
@@ -77,7 +78,7 @@ class MMPareto(Balancer):
             gradient, _, conflicting = pareto_gradient(flat_f, flat_u, self.gamma)
             combined[modality] = (parameters, gradient)
             self.conflict_steps[modality] += int(conflicting)
-        scale(total).backward()
+        scale(loss.total).backward()
         for parameters, gradient in combined.values():
             offset = 0
             for parameter in parameters:

@@ -34,7 +34,8 @@ from typing import Any
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from training.balancers.base import MODALITIES, Balancer, TrainStats, ValMetrics, register_balancer
+from models.names import MODALITIES
+from training.balancers.base import Balancer, TrainStats, ValMetrics, register_balancer
 
 METRICS = ("auroc", "auprc")
 
@@ -78,7 +79,7 @@ class MSES(Balancer):
                     if isinstance(layer, _BatchNorm):
                         layer.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
 
-    def after_backward(self, batch, outputs) -> None:
+    def after_backward(self, step) -> None:
         for modality in self.stopped():
             for parameter in self.group_parameters(modality):
                 parameter.grad = None

@@ -25,7 +25,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from training.balancers.base import MODALITIES, Balancer, TrainStats, ValMetrics, register_balancer
+from models.names import MODALITIES
+from training.balancers.base import Balancer, TrainStats, ValMetrics, register_balancer
 
 METRICS = ("auroc", "auprc")
 

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from training.balancers.base import MODALITIES, Balancer, register_balancer, true_class_probability
+from models.names import MODALITIES
+from training.balancers.base import Balancer, register_balancer, true_class_probability
 
 
 def ogm_coefficients(s_ehr: float, s_cxr: float, alpha: float, variant: str = "official") -> dict[str, float]:
@@ -64,11 +65,11 @@ class OGMGE(Balancer):
         sums = self.ctx.all_reduce_sum(sums)
         return dict(zip(MODALITIES, sums.tolist(), strict=True))
 
-    def after_backward(self, batch, outputs) -> None:
+    def after_backward(self, step) -> None:
         start, end = self.window
         if not start <= self.epoch <= end:
             return
-        scores = self.batch_scores(batch, outputs)
+        scores = self.batch_scores(step.batch, step.outputs)
         coefficients = ogm_coefficients(scores["ehr"], scores["cxr"], self.alpha, self.variant)
         for modality in MODALITIES:
             k = coefficients[modality]

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from training.balancers.base import MODALITIES, Balancer, register_balancer
+from models.names import MODALITIES
+from training.balancers.base import Balancer, register_balancer
 
 
 def prototype_logits(embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -57,9 +58,8 @@ class PMR(Balancer):
         self.class_sums = self.class_counts = None
         self.pushed_steps, self.steps = {m: 0 for m in MODALITIES}, 0
 
-    def forward(self, batch):
-        self._embeddings = self.model.embed(batch)
-        return self.model.forward_from_embeddings(self._embeddings, batch["has_cxr"])
+    def after_forward(self, step) -> None:
+        self._embeddings = step.embeddings
 
     def _accumulate(self, batch: Mapping[str, torch.Tensor]) -> None:
         labels, paired = batch["labels"], batch["has_cxr"].bool()
@@ -74,11 +74,12 @@ class PMR(Balancer):
             self.class_sums[modality] += torch.einsum("blc,bd->lcd", w, z.double())
             self.class_counts[modality] += w.sum(dim=0)
 
-    def compute_loss(self, batch, outputs):
-        total, per_head = super().compute_loss(batch, outputs)
+    def adjust_loss(self, step, loss):
+        """Accumulates this epoch's prototypes; adds alpha * the weaker modality's prototype BCE."""
+        batch = step.batch
         self._accumulate(batch)
         if self.prototypes is None or not self.window[0] <= self.epoch <= self.window[1]:
-            return total, per_head
+            return loss
         paired = batch["has_cxr"].bool()
         labels = batch["labels"][paired]
         logits = {m: prototype_logits(self._embeddings[m][paired], self.prototypes[m]) for m in MODALITIES}
@@ -90,10 +91,10 @@ class PMR(Balancer):
         self.steps += 1
         weak = weaker_modality(s_ehr, s_cxr)
         if weak is None or labels.shape[0] == 0:
-            return total, per_head
+            return loss
         self.pushed_steps[weak] += 1
         prototype_loss = F.binary_cross_entropy_with_logits(logits[weak], labels)
-        return total + self.alpha * prototype_loss, per_head
+        return loss.plus("prototype", self.alpha * prototype_loss)
 
     def on_epoch_end(self, epoch, val_metrics, train_stats) -> dict[str, float]:
         if self.class_sums is not None:
