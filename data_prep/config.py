@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from data_prep.errors import PipelineInputError
+from data_prep.validation import check_known_key, validate_config
 
 DEFAULT_PARAMS = "params.yaml"
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ log = logging.getLogger(__name__)
 
 def load_config(params: str | os.PathLike[str] = DEFAULT_PARAMS,
                 overrides: Sequence[str] = ()) -> DictConfig:
-    """Load params.yaml and apply dotted `key=value` overrides (values parsed as YAML)."""
+    """Load params.yaml, apply dotted `key=value` overrides (values parsed as YAML), validate.
+
+    An override must name an existing setting (`+key=value` adds a new one on purpose) and
+    keep its type; then every setting is checked (data_prep.validation), so a bad value stops
+    the stage in one line before it reads any data.
+    """
     path = Path(params)
     if not path.is_file():
         raise PipelineInputError(f"{path}: configuration file not found (expected the composed params.yaml)")
@@ -34,9 +40,13 @@ def load_config(params: str | os.PathLike[str] = DEFAULT_PARAMS,
         raise PipelineInputError(f"override {bad[0]!r}: expected key=value, e.g. train.epochs=3")
     if overrides:
         for item in overrides:
-            key = item.split("=", 1)[0].lstrip("+")
+            key = item.split("=", 1)[0]
+            if not key.startswith("+"):
+                check_known_key(cfg, key, where=path.name)
+            key = key.lstrip("+")
             check_override_type(key, OmegaConf.select(cfg, key), _parsed_value(item))
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+") for item in overrides]))
+    validate_config(cfg)
     return cfg
 
 

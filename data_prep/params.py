@@ -59,6 +59,9 @@ def checked_compose(overrides: list[str]) -> dict[str, Any]:
             key = item.split("=", 1)[0]
             check_override_type(key, OmegaConf.select(groups, key),
                                 OmegaConf.select(OmegaConf.create(params), key), where="configs/")
+    from data_prep.validation import validate_config
+
+    validate_config(OmegaConf.create(params))
     return params
 
 

@@ -48,9 +48,9 @@ class TableSpec:
             f"{self.name!r}, as .csv.gz or .csv)")
 
     def read_header(self, path: str | Path) -> list[str]:
-        from data_prep.csvio import open_text
+        from data_prep.csvio import open_text, reading
 
-        with open_text(path) as handle:
+        with reading(path), open_text(path) as handle:
             first = handle.readline().rstrip("\r\n")
         return [c.strip().strip('"') for c in first.split(",")] if first else []
 

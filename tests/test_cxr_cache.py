@@ -126,7 +126,8 @@ def test_stage_cli(cxr_tree, tmp_path, repo_root):
     result = subprocess.run(
         [sys.executable, "-m", "data_prep.cache_cxr", "--params", str(repo_root / "params.yaml"),
          f"data.interim_dir={interim}", f"data.processed_dir={processed}",
-         f"data.mimic_cxr_root={root}", f"data.cxr.image_size={SIZE}", "data.cxr.workers=1",
+         f"data.mimic_cxr_root={root}", f"data.cxr.image_size={SIZE}", f"data.cxr.crop_size={SIZE}",
+         "data.cxr.workers=1",
          "data.cxr.max_failure_fraction=0.25"],
         capture_output=True, text=True, cwd=repo_root)
     assert result.returncode == 0, result.stderr

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from ehr_tables import write_tiny_mimic
 
-from data_prep.ehr.cohorts import TaskWindow
+from data_prep.ehr.cohorts import TaskWindow, apply_rules, cohort_rules
 from data_prep.ehr.extract import extract_ehr
 from data_prep.ehr.phenotypes import phenotype_names
 from data_prep.ehr.splits import assign_splits
@@ -32,11 +32,42 @@ def tasks(tmp_path_factory):
 def test_cohort_flow_counts_every_rule(tasks):
     flow = json.loads((tasks / "in_hospital_mortality" / "cohort.json").read_text())
     removed = [(step["removed"], step["remaining"]) for step in flow["steps"]]
-    # minor; two stays in one admission; ICU transfer; no events; 24 h stay; (all have early events)
-    assert removed == [(1, 7), (2, 5), (1, 4), (1, 3), (1, 2), (0, 2)]
+    # (valid times); ICU transfer; two stays left in one admission; minor; no events; 24 h stay;
+    # (all have early events): the recipe's order
+    assert removed == [(0, 8), (1, 7), (2, 5), (1, 4), (1, 3), (1, 2), (0, 2)]
+    assert [step["rule"] for step in flow["steps"]][1:4] == [
+        "no ICU transfer (first_careunit == last_careunit)", "exactly one ICU stay left in the admission",
+        "age >= 18 at ICU admission"]
     assert flow["final"] == 2 and sum(flow["splits"].values()) == 2
     pheno = json.loads((tasks / "phenotyping" / "cohort.json").read_text())
-    assert pheno["final"] == 3 and pheno["steps"][4]["removed"] == 0
+    assert pheno["final"] == 3 and pheno["steps"][5]["removed"] == 0
+
+
+def _stays(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {"subject_id": np.arange(n), "hadm_id": np.arange(n), "stay_id": np.arange(100, 100 + n),
+            "first_careunit": ["MICU"] * n, "last_careunit": ["MICU"] * n, "age": [60.0] * n,
+            "n_events": [5] * n, "los_hours": [72.0] * n, "first_event_hours": [1.0] * n,
+            "intime": pd.to_datetime(["2150-01-01"] * n), "outtime": pd.to_datetime(["2150-01-04"] * n)}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_a_transfer_stay_does_not_remove_the_other_stay_of_its_admission():
+    """Recipe order: transfers are removed first, then admissions with exactly one remaining
+    stay are kept (the old order dropped stay 101 because its admission also held transfer 100)."""
+    stays = _stays(hadm_id=[7, 7, 8, 8], last_careunit=["SICU", "MICU", "MICU", "MICU"])
+    cohort, steps = apply_rules(stays, cohort_rules(WINDOWS["phenotyping"]))
+    assert cohort["stay_id"].tolist() == [101]
+    assert [(s["removed"], s["remaining"]) for s in steps[1:3]] == [(1, 3), (2, 1)]
+
+
+def test_intime_after_outtime_is_its_own_rule_not_a_short_stay():
+    stays = _stays(intime=pd.to_datetime(["2150-01-01", "2150-01-05", "2150-01-01"]),
+                   outtime=pd.to_datetime(["2150-01-04", "2150-01-04", pd.NaT]), los_hours=[72.0, -24.0, np.nan])
+    cohort, steps = apply_rules(stays, cohort_rules(WINDOWS["in_hospital_mortality"]))
+    assert steps[0] == {"rule": "valid ICU times (intime <= outtime)", "removed": 2, "remaining": 1}
+    assert next(s for s in steps if s["rule"].startswith("length of stay"))["removed"] == 0
+    assert cohort["stay_id"].tolist() == [100]
 
 
 def test_in_hospital_mortality_labels(tasks):

@@ -33,7 +33,7 @@ def test_layout_is_the_benchmark_76():
 
 def test_last_value_in_bin_previous_then_normal_and_masks():
     stay = events((5, 0.1, "heart_rate", 80.0, None), (5, 0.9, "heart_rate", 90.0, None),
-                  (5, 2.5, "heart_rate", 100.0, None), (5, 3.0, "heart_rate", 300.0, None),  # bin 3 >= length
+                  (5, 2.5, "heart_rate", 100.0, None), (5, 3.2, "heart_rate", 300.0, None),  # after the window
                   (5, -1.0, "glucose", 200.0, None), (5, 1.2, "glucose", 140.0, None))
     values = hourly_features(stay, np.array([5]), np.array([3]), VARIABLES)
     assert values.shape == (3, 76)
@@ -66,6 +66,34 @@ def test_categoricals_are_one_hot_with_variant_strings_in_one_column():
     np.testing.assert_array_equal(column(values, "capillary_refill_rate=1.0"), [0, 0, 1, 1])
     np.testing.assert_array_equal(column(values, "gcs_total=15"), [1, 1, 1, 1])  # never charted: normal
     np.testing.assert_array_equal(column(values, "mask_gcs_eye_opening"), [1, 1, 0, 0])
+
+
+def test_bin_edges_follow_the_recipe():
+    """int(t - eps): a value at exactly 48.0 h is in the last bin of a 48-hour window (floor(t)
+    dropped it), one at 1.0 h closes bin 0, one at 0.0 h opens it."""
+    stay = events((9, 0.0, "heart_rate", 70.0, None), (9, 1.0, "heart_rate", 75.0, None),
+                  (9, 47.5, "glucose", 150.0, None), (9, 48.0, "glucose", 160.0, None),
+                  (9, 48.001, "glucose", 999.0, None))
+    values = hourly_features(stay, np.array([9]), np.array([48]), VARIABLES)
+    assert column(values, "heart_rate")[0] == 75 and column(values, "mask_heart_rate")[1] == 0
+    assert column(values, "glucose")[47] == 160
+
+
+def test_phenotyping_window_ends_at_outtime_not_at_the_bin_edge():
+    stay = events((4, 2.4, "heart_rate", 70.0, None), (4, 2.5, "heart_rate", 80.0, None),
+                  (4, 2.7, "heart_rate", 90.0, None))  # after outtime (2.5 h), inside bin 2
+    values = hourly_features(stay, np.array([4]), np.array([3]), VARIABLES, end_hours=np.array([2.5]))
+    assert column(values, "heart_rate")[2] == 80
+
+
+@pytest.mark.parametrize("order", [[0, 1], [1, 0]], ids=["file order", "reversed"])
+def test_simultaneous_values_keep_the_larger_whatever_the_file_order(order):
+    rows = [(6, 0.5, "heart_rate", 80.0, None), (6, 0.5, "heart_rate", 120.0, None)]
+    gcs = [(6, 0.5, "gcs_motor_response", 6.0, "Obeys Commands"), (6, 0.5, "gcs_motor_response", 5.0, "Localizes Pain")]
+    stay = events(*[rows[k] for k in order], *[gcs[k] for k in order])
+    values = hourly_features(stay, np.array([6]), np.array([1]), VARIABLES)
+    assert column(values, "heart_rate")[0] == 120
+    assert column(values, "gcs_motor_response=6 Obeys Commands")[0] == 1
 
 
 def test_stay_lengths_cover_the_window():

@@ -13,10 +13,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from data_prep.errors import PipelineInputError
+from data_prep.validation import register_check
 from models.registry import Registry
 
 SCHEDULES: Registry[float] = Registry("learning-rate schedule")
+
+
+@register_check("train.schedule.name")
+def check_schedule_name(cfg: DictConfig) -> None:
+    """Registered with data_prep's config checks (which may not import training), so
+    `load_config` rejects an unknown schedule in every process that imported this module
+    (training.train does), before any data are read, instead of a KeyError at epoch 0."""
+    name = OmegaConf.select(cfg, "train.schedule.name", default=None)
+    if name is not None and str(name) not in SCHEDULES:
+        raise PipelineInputError(f"train.schedule.name={name!r}: unknown learning-rate schedule "
+                                 f"(known: {', '.join(SCHEDULES.names())})")
 
 
 @SCHEDULES.register("cosine")

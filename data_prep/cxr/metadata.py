@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep.csvio import open_binary
+from data_prep.csvio import first_bad_line, open_binary, quoted, reading, value_check
 from data_prep.errors import PipelineInputError
 from data_prep.schemas import CXR_METADATA, TableSpec
 
@@ -28,12 +28,21 @@ def read_table(spec: TableSpec, root: str | Path, columns: list[str]) -> pd.Data
     dtypes = {name: "string" if str(kind) == "string" else "float64"
               for name, kind in spec.column_types.items() if name in columns}
     try:
-        with open_binary(path) as handle:
+        with reading(path), open_binary(path) as handle:
             # ids are read as float64 first so an empty cell gives a clear error below, not a crash
             frame = pd.read_csv(handle, usecols=columns, dtype=dtypes, keep_default_na=True)
-    except ValueError as err:
-        raise PipelineInputError(f"{path}: {err} (expected numeric columns "
+    except ValueError:
+        # pandas' message quotes the value (often an id); name the line and column instead
+        for column in (c for c in columns if dtypes[c] != "string"):
+            found = first_bad_line(path, column, value_check("number"))
+            if found:
+                raise PipelineInputError(f"{path}: line {found[0]}, column {column!r}: "
+                                         f"{quoted(column, found[1])} is not a number") from None
+        raise PipelineInputError(f"{path}: does not parse as CSV (expected numeric columns "
                                  f"{[c for c in columns if dtypes[c] != 'string']})") from None
+    if frame.empty:
+        raise PipelineInputError(f"{path}: a header but no data rows (expected the rows of MIMIC-CXR "
+                                 f"table {spec.name!r})")
     for name in ("subject_id", "study_id"):
         if name in frame.columns:
             frame[name] = _to_int64(frame[name], path, name)

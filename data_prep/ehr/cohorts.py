@@ -1,7 +1,12 @@
 """Task cohorts as an ordered list of named rules, each counted (the report's cohort flow).
 
-Root cohort (mimic3-benchmarks recipe): adults, admissions with exactly one ICU stay, no
-ICU transfer, stays with events. Each task then adds its stay-length and window rules.
+Root cohort, in the order of the mimic3-benchmarks recipe (`remove_icustays_with_transfers`,
+then `filter_admissions_on_nb_icustays`, then `filter_icustays_on_age`): stays with an ICU
+transfer are removed first, and the one-stay-per-admission rule counts only the stays that
+remain, so an admission whose other stay was a transfer keeps its single remaining stay.
+Before them, stays whose recorded times are impossible (outtime before intime, or missing)
+are removed under a rule of their own, so they are not miscounted as too short. Each task
+then adds its stay-length and window rules.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_prep.ehr.discretize import BIN_EPSILON
 from data_prep.ehr.phenotypes import phenotype_labels
 
 
@@ -38,13 +44,21 @@ Rule = tuple[str, Callable[[pd.DataFrame], pd.Series]]
 def cohort_rules(window: TaskWindow) -> list[Rule]:
     span = "during the stay" if window.window_hours is None else f"in the first {window.window_hours:g} h"
     return [
-        (f"age >= {window.min_age:g} at ICU admission", lambda s: s["age"] >= window.min_age),
-        ("exactly one ICU stay in the admission", lambda s: s["stays_in_admission"] == 1),
+        ("valid ICU times (intime <= outtime)", lambda s: s["intime"] <= s["outtime"]),
         ("no ICU transfer (first_careunit == last_careunit)", lambda s: s["first_careunit"] == s["last_careunit"]),
+        ("exactly one ICU stay left in the admission", remaining_stays_in_admission_is_one),
+        (f"age >= {window.min_age:g} at ICU admission", lambda s: s["age"] >= window.min_age),
         ("has events", lambda s: s["n_events"] > 0),
         (f"length of stay >= {window.min_stay_hours:g} h", lambda s: s["los_hours"] >= window.min_stay_hours),
-        (f"at least one event {span}", lambda s: s["first_event_hours"] < window.end_hours(s)),
+        # an event exactly at the window's end belongs to its last bin (discretize.bin_of_hours)
+        (f"at least one event {span}", lambda s: s["first_event_hours"] <= window.end_hours(s) + BIN_EPSILON),
     ]
+
+
+def remaining_stays_in_admission_is_one(stays: pd.DataFrame) -> pd.Series:
+    """Counted among the stays still in the cohort (after the transfer rule), as the recipe
+    does; stays.parquet's `stays_in_admission` counts all of the admission's stays."""
+    return stays.groupby("hadm_id")["stay_id"].transform("size") == 1
 
 
 def apply_rules(stays: pd.DataFrame, rules: list[Rule]) -> tuple[pd.DataFrame, list[dict]]:
@@ -64,7 +78,7 @@ def first_event_hours(events_path: Path) -> pd.Series:
     for batch in tqdm(parquet.iter_batches(columns=["stay_id", "hours"], batch_size=2**20),
                       desc="scan events", unit="batch", leave=False):
         frame = batch.to_pandas()
-        frame = frame[frame["hours"] >= 0]
+        frame = frame[frame["hours"] > -BIN_EPSILON]
         firsts.append(frame.groupby("stay_id")["hours"].min())
     if not firsts:
         return pd.Series(dtype=np.float64)

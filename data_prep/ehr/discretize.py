@@ -3,8 +3,17 @@
 All stays of a batch are handled at once as one ragged array (rows = stay-hours, with
 offsets), so there is no per-stay Python loop: last value per (row, variable) by a
 stable de-duplication, forward fill by a grouped ffill, then the recipe's normal values.
-Bins are floor(hours / bin_hours) from ICU admission; events before admission (pre-ICU
-labs) or at/after the window end are ignored.
+
+Bin edges follow the recipe (mimic3-benchmarks' discretizer): an event at t hours goes to
+bin `int(t / bin_hours - eps)`, so bins are closed on the right, (k, k+1], and an event at
+exactly the window's end (48.0 h for IHM, outtime for phenotyping) is in the last bin
+rather than dropped; t = 0 is in bin 0. Events charted before ICU admission (t < 0) or
+after the window's end are ignored.
+
+Two values of one variable at the same time: the larger is kept (for GCS the larger score),
+whatever their order in the files. The recipe sorts simultaneous rows by value and keeps
+the last one; keeping file order instead would make the tensors depend on how a CSV
+happens to be ordered (and on chartevents being read before labevents).
 
 One-hot categoricals keep the benchmark's value strings as columns (47 of them), but every
 raw text is first mapped through the variable's aliases (e.g. MIMIC-IV's "To Speech" and
@@ -20,10 +29,22 @@ import pandas as pd
 
 from data_prep.ehr.variables import VariableMap
 
+BIN_EPSILON = 1e-6  # the recipe's eps: a time on a bin edge belongs to the bin before it
+
+
+def bin_of_hours(hours: np.ndarray, bin_hours: float) -> np.ndarray:
+    """The recipe's bin of each time: int(t / bin_hours - eps), truncated toward zero."""
+    return np.trunc(np.asarray(hours, np.float64) / bin_hours - BIN_EPSILON).astype(np.int64)
+
+
+def window_hours(intime: pd.Series, window_end: pd.Series) -> np.ndarray:
+    """Each stay's window length in hours (the end of its last bin)."""
+    return (window_end - intime).dt.total_seconds().to_numpy(np.float64) / 3600.0
+
 
 def stay_lengths(intime: pd.Series, window_end: pd.Series, bin_hours: float) -> np.ndarray:
-    """Number of bins of each stay's window (at least one)."""
-    hours = (window_end - intime).dt.total_seconds().to_numpy() / 3600.0
+    """Number of bins of each stay's window (at least one); the recipe's int(T / bin + 1 - eps)."""
+    hours = window_hours(intime, window_end)
     return np.maximum(1, np.ceil(np.round(hours / bin_hours, 6))).astype(np.int64)
 
 
@@ -45,10 +66,11 @@ def encode_events(events: pd.DataFrame, variable_map: VariableMap) -> tuple[np.n
 
 
 def last_values(events: pd.DataFrame, stay_ids: np.ndarray, lengths: np.ndarray, variable_map: VariableMap,
-                bin_hours: float) -> np.ndarray:
+                bin_hours: float, end_hours: np.ndarray | None = None) -> np.ndarray:
     """[sum(lengths), n_variables] float64: the last code of each variable in each bin, NaN if none.
 
-    `events` must be sorted by (stay_id, hours) (events.parquet is); `stay_ids` sorted.
+    `stay_ids` sorted; `end_hours` per stay is the window's end (default: lengths * bin_hours).
+    Events are kept for 0 <= t <= end (within the recipe's eps).
     """
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     raw = np.full((offsets[-1], len(variable_map.variables)), np.nan)
@@ -57,12 +79,18 @@ def last_values(events: pd.DataFrame, stay_ids: np.ndarray, lengths: np.ndarray,
     position = np.searchsorted(stay_ids, events["stay_id"].to_numpy())
     position = np.minimum(position, len(stay_ids) - 1)
     known = stay_ids[position] == events["stay_id"].to_numpy()
-    bins = np.floor(events["hours"].to_numpy(np.float64) / bin_hours).astype(np.int64)
-    inside = known & (bins >= 0) & (bins < lengths[position])
+    hours = events["hours"].to_numpy(np.float64)
+    end = lengths * bin_hours if end_hours is None else np.asarray(end_hours, np.float64)
+    bins = bin_of_hours(hours, bin_hours)
+    inside = known & (hours > -BIN_EPSILON) & (hours < end[position] + BIN_EPSILON) & (bins < lengths[position])
     var_index, codes = encode_events(events.loc[inside], variable_map)
     rows = offsets[position[inside]] + bins[inside]
     valid = (var_index >= 0) & ~np.isnan(codes)
-    cells = pd.DataFrame({"row": rows[valid], "var": var_index[valid], "code": codes[valid]})
+    # simultaneous values: ordered by their numeric value (GCS score), else by category code
+    magnitude = events["value"].to_numpy(np.float64, na_value=np.nan)[inside][valid]
+    tie = np.where(np.isnan(magnitude), codes[valid], magnitude)
+    order = np.lexsort((tie, hours[inside][valid], var_index[valid], rows[valid]))
+    cells = pd.DataFrame({"row": rows[valid][order], "var": var_index[valid][order], "code": codes[valid][order]})
     last = cells.drop_duplicates(["row", "var"], keep="last")
     raw[last["row"].to_numpy(), last["var"].to_numpy()] = last["code"].to_numpy()
     return raw
@@ -92,7 +120,8 @@ def features(raw: np.ndarray, imputed: np.ndarray, variable_map: VariableMap) ->
 
 
 def hourly_features(events: pd.DataFrame, stay_ids: np.ndarray, lengths: np.ndarray,
-                    variable_map: VariableMap, bin_hours: float = 1.0) -> np.ndarray:
+                    variable_map: VariableMap, bin_hours: float = 1.0,
+                    end_hours: np.ndarray | None = None) -> np.ndarray:
     """float32 [sum(lengths), 76] for the stays `stay_ids` (sorted), unnormalized."""
-    raw = last_values(events, stay_ids, lengths, variable_map, bin_hours)
+    raw = last_values(events, stay_ids, lengths, variable_map, bin_hours, end_hours)
     return features(raw, impute(raw, lengths, variable_map), variable_map)

@@ -278,7 +278,8 @@ def derive_gcs_total(events: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     parts = events[events["code"].isin(part_codes)]
     if parts.empty:
         return events.iloc[:0]
-    wide = parts.pivot_table(index=["stay_id", "hours"], columns="code", values="value", aggfunc="last")
+    # simultaneous charts of one part: the larger score, as discretize keeps (order-independent)
+    wide = parts.pivot_table(index=["stay_id", "hours"], columns="code", values="value", aggfunc="max")
     if not set(part_codes) <= set(wide.columns):
         return events.iloc[:0]
     total = wide[part_codes].dropna().sum(axis=1).astype(int)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_prep.ehr.discretize import hourly_features, stay_lengths
+from data_prep.ehr.discretize import BIN_EPSILON, hourly_features, stay_lengths, window_hours
 from data_prep.ehr.normalize import RunningMoments, normalization_record, standardize
 from data_prep.ehr.variables import VariableMap
 from data_prep.errors import PipelineInputError
@@ -97,18 +97,19 @@ def _chunk_features(events_path, labels: pd.DataFrame, lengths: np.ndarray, chun
                     desc: str = "") -> Iterator[tuple[slice, np.ndarray]]:
     stay_ids = labels["stay_id"].to_numpy()
     splits = labels["split"].to_numpy()
+    end_hours = window_hours(labels["intime"], labels["window_end"])
     for chunk in tqdm(chunks, desc=desc, unit="chunk", leave=False):
         if only_split is not None and not (splits[chunk] == only_split).any():
             continue
         ids = stay_ids[chunk]
         events = read_events(events_path, ids)
-        yield chunk, hourly_features(events, ids, lengths[chunk], variable_map, bin_hours)
+        yield chunk, hourly_features(events, ids, lengths[chunk], variable_map, bin_hours, end_hours[chunk])
 
 
 def read_events(events_path: str | Path, stay_ids: np.ndarray) -> pd.DataFrame:
     """The events of `stay_ids` (sorted), in file order; row groups outside their range are skipped."""
     table = pq.read_table(events_path, columns=EVENT_COLUMNS,
                           filters=[("stay_id", ">=", int(stay_ids[0])), ("stay_id", "<=", int(stay_ids[-1])),
-                                   ("hours", ">=", 0.0)])
+                                   ("hours", ">", -BIN_EPSILON)])
     events = table.to_pandas()
     return events[events["stay_id"].isin(stay_ids)]
