@@ -11,8 +11,8 @@ Params: task (names, min_age, <task>.min_stay_hours, <task>.window_hours), data.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+from data_prep import paths
 from data_prep.config import load_config, run_stage, stage_parser
 from data_prep.ehr.cohorts import LABELERS, TaskWindow
 from data_prep.ehr.tasks import build_tasks
@@ -32,12 +32,11 @@ def main() -> None:
     if unknown:
         raise PipelineInputError(f"task.names: unknown task {unknown[0]!r} (expected one of "
                                  f"{', '.join(LABELERS)}, each with task.<name> settings)")
-    interim = Path(cfg.data.interim_dir)
     windows = {name: TaskWindow(float(cfg.task.min_age), float(cfg.task[name].min_stay_hours),
                                 cfg.task[name].window_hours) for name in cfg.task.names}
     split = cfg.data.split
-    flows = build_tasks(args.root or cfg.data.mimic_iv_root, args.ehr or interim / "ehr",
-                        args.out or interim / "tasks", list(cfg.task.names), windows, int(split.seed),
+    flows = build_tasks(args.root or cfg.data.mimic_iv_root, args.ehr or paths.ehr_interim_dir(cfg),
+                        args.out or paths.tasks_dir(cfg), list(cfg.task.names), windows, int(split.seed),
                         {name: split[name] for name in ("train", "val", "test")})
     for task, flow in flows.items():
         log.info("%s: %d stays (%s)", task, flow["final"],

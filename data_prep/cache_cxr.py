@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from data_prep import paths
 from data_prep.config import load_config, run_stage, stage_parser
-from data_prep.cxr import paths
 from data_prep.cxr.cache import build_cache, needed_images
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data_prep.cxr import paths
+from data_prep import paths
 from data_prep.cxr.cache import EXCLUSIONS_FILE, IMAGES_FILE, INDEX_FILE, SUMMARY_FILE
 from data_prep.errors import PipelineInputError, StaleInputError
 from data_prep.transforms import build_transform, seed_transform, seed_worker

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from data_prep import paths
 from data_prep.config import check_task, load_config, run_stage, stage_parser
 from data_prep.ehr.tensors import build_tensors
 from data_prep.ehr.variables import load_variable_map
@@ -30,11 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.params, args.overrides)
     check_task(cfg, args.task)
-    interim = Path(cfg.data.interim_dir)
     ehr = cfg.data.ehr
-    summary = build_tensors(Path(args.ehr or interim / "ehr") / "events.parquet",
-                            Path(args.tasks or interim / "tasks") / args.task / "labels.parquet",
-                            args.out or Path(cfg.data.processed_dir) / "ehr" / args.task,
+    summary = build_tensors(Path(args.ehr or paths.ehr_interim_dir(cfg)) / "events.parquet",
+                            Path(args.tasks or paths.tasks_dir(cfg)) / args.task / "labels.parquet",
+                            args.out or paths.ehr_dir(cfg, args.task),
                             load_variable_map(ehr.variable_map), float(ehr.bin_hours),
                             int(ehr.get("tensor_chunk_stays", 4000)),
                             int(ehr.get("tensor_chunk_events", 1_000_000)))

@@ -11,8 +11,8 @@ data.ehr.{variable_map, block_size_mb, inflater, sort_buckets}.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+from data_prep import paths
 from data_prep.config import load_config, run_stage, stage_parser
 from data_prep.ehr.extract import extract_ehr
 from data_prep.ehr.variables import load_variable_map
@@ -28,7 +28,7 @@ def main() -> None:
     cfg = load_config(args.params, args.overrides)
     ehr = cfg.data.ehr
     summary = extract_ehr(args.root or cfg.data.mimic_iv_root,
-                          args.out or Path(cfg.data.interim_dir) / "ehr",
+                          args.out or paths.ehr_interim_dir(cfg),
                           load_variable_map(ehr.variable_map),
                           block_size_mb=ehr.block_size_mb, inflater=ehr.get("inflater", "isal_threaded"),
                           sort_buckets=ehr.get("sort_buckets", 4))

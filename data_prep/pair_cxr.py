@@ -9,8 +9,8 @@ pairs_<task>_counts.json. The rule is in data_prep/cxr/pairing.py.
 
 from __future__ import annotations
 
+from data_prep import paths
 from data_prep.config import check_task, load_config, run_stage, stage_parser
-from data_prep.cxr import paths
 from data_prep.cxr.pair_task import pair_task
 
 

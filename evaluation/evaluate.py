@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from data_prep import paths
 from data_prep.config import check_task, load_config, run_stage, stage_parser
 from evaluation.task_report import task_inputs, write_task_report
 
@@ -37,7 +38,7 @@ def main() -> None:
     explicit = {field: getattr(args, field) for field in ("predictions", "history", "labels", "cohort")}
     explicit["pair_counts"] = args.pair_counts
     inputs = dataclasses.replace(inputs, **{k: v for k, v in explicit.items() if v is not None})
-    out_dir = args.out_dir or Path(config["eval"]["reports_dir"]) / args.task
+    out_dir = args.out_dir or paths.report_dir(config, args.task)
     write_task_report(args.task, inputs, config, out_dir)
 
 

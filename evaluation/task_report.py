@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep import paths
 from data_prep.io import write_json, write_text
 from evaluation.assess import EvalSettings, TaskEvaluation, evaluate_task
 from evaluation.inputs import (
@@ -36,12 +37,10 @@ class TaskInputs:
 
 def task_inputs(config: dict, task: str, dvc_lock: str | Path = "dvc.lock") -> TaskInputs:
     """The contract paths of docs/architecture.md for `task`, from the configuration."""
-    runs = Path(config["train"]["runs_dir"]) / task
-    interim = Path(config["data"]["interim_dir"])
+    runs = paths.run_dir(config, task)
     return TaskInputs(predictions=runs / "predictions.parquet", history=runs / "history.json",
-                      labels=interim / "tasks" / task / "labels.parquet",
-                      cohort=interim / "tasks" / task / "cohort.json",
-                      pair_counts=interim / "cxr" / f"pairs_{task}_counts.json", dvc_lock=Path(dvc_lock))
+                      labels=paths.labels_path(config, task), cohort=paths.cohort_path(config, task),
+                      pair_counts=paths.counts_path(config, task), dvc_lock=Path(dvc_lock))
 
 
 def is_synthetic(config: dict) -> bool:

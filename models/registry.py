@@ -8,7 +8,7 @@ covered the day it is registered.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -45,3 +45,31 @@ class Registry(Generic[T]):
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         return self.get(name)(*args, **kwargs)
+
+    def register_class(self, name: str) -> Callable[[type], type]:
+        """Class decorator for strategy classes (balancers, objectives, regimes): registers the
+        class under `name` and sets its `name` attribute, so an instance knows what it is."""
+
+        def decorator(cls: type) -> type:
+            cls.name = name
+            self.register(name)(cls)
+            return cls
+
+        return decorator
+
+    def build(self, settings: Mapping[str, Any], name_key: str, where: str, *args: Any, **kwargs: Any) -> T:
+        """registry[settings["name"]](*args, **kwargs, **the other settings), for a config section.
+
+        An unknown name names the setting (`name_key`, e.g. balancing.name) and lists the known
+        ones; a setting the class does not take is one line naming the section (`where`).
+        """
+        from data_prep.errors import PipelineInputError
+
+        options = dict(settings)
+        name = options.pop("name", None)
+        if name not in self:
+            raise PipelineInputError(f"{name_key}={name!r}: unknown {self.kind}; known: {', '.join(self.names())}")
+        try:
+            return self.get(name)(*args, **kwargs, **options)
+        except TypeError as err:
+            raise PipelineInputError(f"{where} ({name}): {err}") from None

@@ -284,12 +284,13 @@ def test_config_accepts_a_deliberately_new_key_and_valid_settings():
 
 
 def test_config_known_keys_follow_the_params_file(tmp_path):
-    """Known keys come from the loaded file, so a new config group (regime, paths) needs no code."""
+    """Known keys come from the loaded file, so a new config group (say, federated) needs no code."""
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text() + "regime:\n  name: supervised\n")
-    assert load_config(params, ["regime.name=distill"]).regime.name == "distill"
-    with pytest.raises(PipelineInputError, match="closest known key: regime.name"):
-        load_config(params, ["regime.nme=distill"])
+    params.write_text((ROOT / "params.yaml").read_text() + "federated:\n  rounds: 3\n")
+    assert load_config(params, ["federated.rounds=5"]).federated.rounds == 5
+    with pytest.raises(PipelineInputError, match="closest known key: federated.rounds"):
+        load_config(params, ["federated.round=5"])
+    assert load_config(ROOT / "params.yaml", ["regime.objective=supervised"]).regime.objective == "supervised"
 
 
 KILLED_WRITER = textwrap.dedent("""

@@ -32,3 +32,16 @@ def test_generated_folders_are_git_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for folder in ("/data/", "/runs/", "/reports/", "/.venv/"):
         assert folder in ignored
+
+
+def test_dvc_stages_take_their_locations_from_the_params_that_set_them():
+    """No stage spells a configurable directory literally (data_prep/paths.py derives the same)."""
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())["stages"]
+    literal = ("data/interim", "data/processed", "data/synthetic", "runs/", "reports/")
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        for entry in [*body.get("deps", []), *body.get("outs", [])]:
+            path = entry if isinstance(entry, str) else next(iter(entry))
+            assert not path.startswith(literal), f"{name}: {path}"

@@ -103,3 +103,13 @@ def test_unimodal_cxr_trains_on_the_stays_with_an_image(data_root):
     assert bool(train.image_rows.min() >= 0) and len(train) == int((everyone.image_rows >= 0).sum())
     ehr = build_regime(unimodal_config(data_root, "ehr"))
     assert len(MultimodalDataset(TASK, "train", ehr.dataset_setting(), cfg)) == len(everyone)
+
+
+def test_the_dvc_exp_run_overrides_of_the_unimodal_regime_compose():
+    from data_prep.params import checked_compose
+
+    params = checked_compose(["regime=unimodal", "regime.modality=cxr"])
+    assert params["regime"] == {"name": "unimodal", "objective": "supervised", "modality": "cxr"}
+    assert build_regime(OmegaConf.create(params)).dataset_setting() == "paired"
+    with pytest.raises(PipelineInputError, match="regime=nope"):
+        checked_compose(["regime=nope"])

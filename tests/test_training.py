@@ -194,3 +194,23 @@ def test_cli_reports_a_missing_cache_in_one_line(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "run `dvc repro build_tasks`" in lines[0], done.stderr
+
+
+def test_a_new_run_removes_checkpoint_temporaries_a_killed_run_left(data_root):
+    run_dir = data_root / "stale" / TASK
+    run_dir.mkdir(parents=True)
+    leftover = run_dir / ".atomic-999999999-last.pt.abc123"  # no such process: its writer is gone
+    leftover.write_bytes(b"half a checkpoint")
+    run(data_root, "stale", balancing="none", epochs=1)
+    assert not leftover.exists()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".atomic-")]
+
+
+def test_dvc_repro_resumes_training_and_keeps_the_best_checkpoint():
+    import yaml
+
+    train = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]
+    assert "--resume" in train["cmd"].split()
+    persisted = {next(iter(out)): out[next(iter(out))] for out in train["outs"] if isinstance(out, dict)}
+    assert persisted["${train.runs_dir}/${item}/model.pt"]["persist"] and persisted["${train.runs_dir}/${item}/last.pt"]["persist"]
+    assert "regime" in train["params"]

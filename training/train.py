@@ -33,9 +33,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
+from data_prep import paths
 from data_prep.config import check_task, load_config, run_stage, stage_parser
 from data_prep.dataset import DatasetPaths, MultimodalDataset, loader_for
-from data_prep.io import write_json, write_parquet
+from data_prep.io import remove_stale_temporaries, write_json, write_parquet
 from data_prep.transforms import seed_transform
 from training.checkpoint import (
     load_checkpoint,
@@ -218,10 +219,12 @@ def fit(cfg: DictConfig, task: str, resume: bool = False, ctx: DistContext | Non
 def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> FitResult:
     """The epoch loop every regime shares: train, validate, balance, keep the best, checkpoint."""
     cfg = regime.cfg
-    run_dir = Path(cfg.train.runs_dir) / task
+    run_dir = paths.run_dir(cfg, task)
     last_path, best_path = run_dir / "last.pt", run_dir / "model.pt"
     configure_determinism(bool(cfg.train.get("deterministic", True)), ctx.device)
     seed = int(cfg.train.seed)
+    if ctx.is_main and run_dir.is_dir():
+        remove_stale_temporaries(run_dir)  # half-written checkpoints of a killed run
 
     setting = regime.dataset_setting()
     train_set = MultimodalDataset(task, "train", setting, cfg, train=True)

@@ -127,13 +127,7 @@ BALANCERS: Registry[Balancer] = Registry("balancer")
 
 def register_balancer(name: str) -> Callable[[type[Balancer]], type[Balancer]]:
     """Class decorator: `@register_balancer("miles")` makes configs/balancing/miles.yaml usable."""
-
-    def decorator(cls: type[Balancer]) -> type[Balancer]:
-        cls.name = name
-        BALANCERS.register(name)(cls)
-        return cls
-
-    return decorator
+    return BALANCERS.register_class(name)
 
 
 def list_balancers(pattern: str = "*") -> list[str]:
@@ -144,16 +138,7 @@ def build_balancer(settings: Mapping[str, Any], model: nn.Module, ctx: DistConte
                    loss_weights: Mapping[str, float] | None = None, seed: int = 0) -> Balancer:
     """The balancer named by `settings["name"]` (the `balancing` config group); the other keys
     are its settings. Unknown names or settings are one-line configuration errors."""
-    from data_prep.errors import PipelineInputError
-
-    options = dict(settings)
-    name = options.pop("name", None)
-    if name not in BALANCERS:
-        raise PipelineInputError(f"balancing.name={name!r}: unknown balancer; known: {', '.join(list_balancers())}")
-    try:
-        return BALANCERS.get(name)(model, ctx, loss_weights=loss_weights, seed=seed, **options)
-    except TypeError as err:
-        raise PipelineInputError(f"balancing ({name}): {err}") from None
+    return BALANCERS.build(settings, "balancing.name", "balancing", model, ctx, loss_weights=loss_weights, seed=seed)
 
 
 def true_class_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -78,13 +78,7 @@ OBJECTIVES: Registry[Objective] = Registry("objective")
 
 def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
     """Class decorator: `@register_objective("supervised")` makes `regime.objective=supervised` usable."""
-
-    def decorator(cls: type[Objective]) -> type[Objective]:
-        cls.name = name
-        OBJECTIVES.register(name)(cls)
-        return cls
-
-    return decorator
+    return OBJECTIVES.register_class(name)
 
 
 def list_objectives(pattern: str = "*") -> list[str]:
@@ -93,14 +87,5 @@ def list_objectives(pattern: str = "*") -> list[str]:
 
 def build_objective(settings: Mapping[str, Any] | str, model: nn.Module) -> Objective:
     """The objective named by `settings` (a name, or a mapping with `name` and its settings)."""
-    from data_prep.errors import PipelineInputError
-
-    options = {"name": settings} if isinstance(settings, str) else dict(settings)
-    name = options.pop("name", None)
-    if name not in OBJECTIVES:
-        raise PipelineInputError(f"regime.objective={name!r}: unknown objective; "
-                                 f"known: {', '.join(list_objectives())}")
-    try:
-        return OBJECTIVES.get(name)(model, **options)
-    except TypeError as err:
-        raise PipelineInputError(f"regime.objective ({name}): {err}") from None
+    options = {"name": settings} if isinstance(settings, str) else settings
+    return OBJECTIVES.build(options, "regime.objective", "regime.objective", model)

@@ -66,13 +66,7 @@ REGIMES: Registry[Regime] = Registry("regime")
 
 def register_regime(name: str) -> Callable[[type[Regime]], type[Regime]]:
     """Class decorator: `@register_regime("unimodal")` makes `regime=unimodal` usable."""
-
-    def decorator(cls: type[Regime]) -> type[Regime]:
-        cls.name = name
-        REGIMES.register(name)(cls)
-        return cls
-
-    return decorator
+    return REGIMES.register_class(name)
 
 
 def list_regimes(pattern: str = "*") -> list[str]:
@@ -82,14 +76,6 @@ def list_regimes(pattern: str = "*") -> list[str]:
 def build_regime(cfg: DictConfig) -> Regime:
     """The regime named by cfg.regime.name (default `supervised` for configurations that
     predate the regime group); other keys of cfg.regime are its settings."""
-    from data_prep.errors import PipelineInputError
-
     section = cfg.get("regime") or {"name": "supervised"}
     options = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
-    name = options.pop("name", None)
-    if name not in REGIMES:
-        raise PipelineInputError(f"regime.name={name!r}: unknown regime; known: {', '.join(list_regimes())}")
-    try:
-        return REGIMES.get(name)(cfg, **options)
-    except TypeError as err:
-        raise PipelineInputError(f"regime ({name}): {err}") from None
+    return REGIMES.build(options, "regime.name", "regime", cfg)
