@@ -73,3 +73,14 @@ class Registry(Generic[T]):
             return self.get(name)(*args, **kwargs, **options)
         except TypeError as err:
             raise PipelineInputError(f"{where} ({name}): {err}") from None
+
+
+def import_plugins(package: str, path: list[str] | Any, skip: tuple[str, ...] = ("base",)) -> None:
+    """Import every module of a plugin package (fusion methods, balancers, objectives, regimes),
+    so that a new method is one module that registers itself on import."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(path):
+        if module.name not in skip:
+            importlib.import_module(f"{package}.{module.name}")

@@ -4,12 +4,9 @@ Importing this package imports every module in it, so a new method is one module
 plus one configs/fusion/<name>.yaml (docs/methods/fusion.md); no list to keep in sync.
 """
 
-import importlib
-import pkgutil
-
 from models.fusion.base import FUSIONS, FusionModule, list_fusions, register_fusion
+from models.registry import import_plugins
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["FUSIONS", "FusionModule", "list_fusions", "register_fusion"]

@@ -5,9 +5,7 @@ plus one configs/balancing/<name>.yaml (docs/methods/balancing.md); the tests pa
 over `list_balancers()`.
 """
 
-import importlib
-import pkgutil
-
+from models.registry import import_plugins
 from training.balancers.base import (
     BALANCERS,
     GROUPS,
@@ -17,8 +15,6 @@ from training.balancers.base import (
     register_balancer,
 )
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["BALANCERS", "GROUPS", "Balancer", "build_balancer", "list_balancers", "register_balancer"]

@@ -4,9 +4,7 @@ Importing this package imports every module in it, so a new objective (a distill
 a self-supervised loss) is one module here; the tests parametrize over `list_objectives()`.
 """
 
-import importlib
-import pkgutil
-
+from models.registry import import_plugins
 from training.objectives.base import (
     OBJECTIVES,
     Loss,
@@ -17,9 +15,7 @@ from training.objectives.base import (
     register_objective,
 )
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["OBJECTIVES", "Loss", "Objective", "Step", "build_objective", "list_objectives",
            "register_objective"]

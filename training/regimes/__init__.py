@@ -5,13 +5,9 @@ one configs/regime/<name>.yaml (docs/methods/regimes.md); the tests parametrize 
 `list_regimes()`.
 """
 
-import importlib
-import pkgutil
-
+from models.registry import import_plugins
 from training.regimes.base import REGIMES, Regime, build_regime, list_regimes, register_regime
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["REGIMES", "Regime", "build_regime", "list_regimes", "register_regime"]
