@@ -76,6 +76,11 @@ def main() -> None:
         summary = aggregate(grid, folder, tasks, EvalSettings.from_config(config["eval"]), args.split)
         for path in write_study_report(grid, summary, folder, docs=args.docs):
             print(f"wrote {path}")
+        if args.split == "test":  # the comparison report shows every study's test-set tables
+            from evaluation.index_report import write_index
+
+            index = Path(config["eval"]["reports_dir"]) / "index.html"
+            print(f"wrote {write_index(config, index, repo=args.repo)}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def _aligned_to(reference: Predictions, other: Predictions, name: str) -> Predic
     if frame["subject_id"].isna().any() or other.labels != reference.labels:
         raise ValueError(f"{name}: its test stays or labels differ from the grid's other cells "
                          "(a different twin or recipe?); collect the grid again after rerunning it")
-    return Predictions(frame.reset_index(), other.labels)
+    return Predictions(frame.reset_index(), other.labels, other.heads)
 
 
 def load_task_cells(grid: Grid, study_dir: Path, task: str, split: str = "test"

@@ -10,7 +10,7 @@ and params) is restored from DVC's run cache instead of retrained. A new commit 
 set of experiments (they are tied to their baseline commit): the run cache still restores
 every stage whose code and inputs did not change.
 
-The first cell runs alone when its data stages have not run yet (a study-sized twin), so the
+The first cell runs alone when the grid changes the data (a study-sized twin), so the
 parallel jobs after it find the data in the run cache rather than all building it at once.
 """
 
@@ -132,7 +132,8 @@ def run_grid(grid: Grid, repo: Path, *, jobs: int | None = None, log_dir: Path, 
         dvc(["queue", "remove", "--failed"], repo, log_file)
     jobs = jobs or grid.jobs
     total = len(grid.cells())
-    if warm_up and not status.done and to_queue and not status.active:
+    changes_data = any(override.startswith("data.") for override in grid.base)
+    if warm_up and changes_data and not status.done and to_queue and not status.active:
         first, to_queue = to_queue[0], to_queue[1:]
         queue_cell(first, repo, log_file)
         log.info("study %s: running %s alone first (data stages, then the run cache)", grid.name, first.name)
