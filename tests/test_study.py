@@ -129,7 +129,7 @@ def test_report_files_and_the_docs_block_say_the_same_and_are_replaced_in_place(
     miles_cxr = summary["tasks"]["task"]["methods"][1]["heads"]["cxr"]["auroc"]["mean"]
     assert f"{miles_cxr:.3f}" in text and f"{miles_cxr:.3f}" in (tmp_path / "out" / "index.html").read_text()
     assert "under-trained" in text
-    assert {p.name for p in written} == {"summary.json", "results.md", "index.html", "results.md"}
+    assert {p.name for p in written} == {"summary.json", "results.md", "index.html"}
     write_study_report(grid, summary, tmp_path / "out", docs=docs)
     assert docs.read_text() == text  # idempotent
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from data_prep.errors import PipelineInputError
 
 
-
-
 def study_balancers() -> tuple[str, ...]:
     """none, miles, then every other registered balancer: a new one joins the study by itself."""
     from training.balancers import list_balancers
