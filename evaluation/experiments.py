@@ -68,10 +68,15 @@ def _experiment(entry: dict, name: str, kind: str) -> Experiment | None:
     return Experiment(name=name, rev=str(entry.get("rev", "")), kind=kind, params=params, metrics=metrics)
 
 
+UNFINISHED = ("queued", "running", "failed")
+
+
 def parse_exp_show(shown: list) -> list[Experiment]:
-    """Flatten the JSON into rows: the workspace, each baseline commit, and its experiments.
+    """Flatten the JSON into rows: the workspace, each baseline commit, and its finished experiments.
 
     A running experiment shows up with rev "workspace"; it is the workspace row, not a second one.
+    Queued, running and failed experiments are left out: until an experiment has run, DVC shows
+    it with its baseline's outputs and metrics, which would read as the experiment's own.
     """
     rows: list[Experiment] = []
     for commit in shown or []:
@@ -81,6 +86,8 @@ def parse_exp_show(shown: list) -> list[Experiment]:
         if row:
             rows.append(row)
         for group in commit.get("experiments") or []:
+            if str((group.get("executor") or {}).get("state", "")).lower() in UNFINISHED:
+                continue
             for exp in group.get("revs") or []:
                 if exp.get("rev") == WORKSPACE:
                     continue

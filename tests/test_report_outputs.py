@@ -197,7 +197,13 @@ EXP_SHOW = [
      "experiments": [{"name": "brisk-owls", "executor": None, "revs": [{
          "rev": "b" * 40, "name": "brisk-owls", "error": None, "experiments": None, "data": {
              "params": {"params.yaml": {"data": {"fusion": {"name": "gated"}, "balancing": {"name": "ogm_ge"}}}},
-             "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {"test_paired/fused/auroc": 0.79}}}}}]}]},
+             "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {"test_paired/fused/auroc": 0.79}}}}}]},
+         # queued: DVC shows it with the baseline's metrics, which must not read as its own
+         {"name": "still-queued", "executor": {"state": "queued"}, "revs": [{
+             "rev": "c" * 40, "name": "still-queued", "error": None, "experiments": None, "data": {
+                 "params": {"params.yaml": {"data": {"fusion": {"name": "late"}}}},
+                 "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {
+                     "test_paired/fused/auroc": 0.812}}}}}]}]},
 ]
 
 

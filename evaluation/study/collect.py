@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from data_prep.io import write_bytes
@@ -65,6 +66,8 @@ def collect(grid: Grid, repo: Path, study_dir: Path, tasks: list[str],
                 write_bytes(stamp, json.dumps({"rev": exp.rev}).encode())
         if complete:
             found[exp.name] = exp.rev
+    for name in wanted - set(found):  # an earlier copy of a cell DVC no longer has finished
+        shutil.rmtree(study_dir / "cells" / name, ignore_errors=True)
     log.info("study %s: %d of %d cells collected", grid.name, len(found), len(wanted))
     return found
 
