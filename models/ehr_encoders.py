@@ -50,6 +50,10 @@ class LSTMEncoder(nn.Module):
     def forward(self, ehr: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`ehr` [B, T, F] zero-padded, `lengths` [B] true lengths -> [B, hidden_size]."""
         lengths = lengths.detach().to("cpu", torch.int64).clamp(min=1)
-        packed = pack_padded_sequence(ehr, lengths, batch_first=True, enforce_sorted=False)
+        # A batch already sorted by decreasing length is packed as it is (the same result):
+        # private training sorts its batches so, because Opacus's DPLSTM returns per-sample
+        # gradients in packed order, not the batch's (training/privacy/sampling.py).
+        already_sorted = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(ehr, lengths, batch_first=True, enforce_sorted=already_sorted)
         _, (final_hidden, _) = self.lstm(packed)  # h_n comes back in the batch's original order
         return self.dropout(final_hidden[-1])

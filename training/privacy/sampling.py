@@ -38,8 +38,15 @@ class PatientPoissonBatchSampler(Sampler[list[int]]):
 
 
 class EmptyTolerantCollate:
-    """`data_prep.dataset.collate`, except that an empty list gives a batch of zero rows with
-    the shapes of `example` (one item of the dataset), so the step runs and adds its noise."""
+    """`data_prep.dataset.collate` with the stays in order of decreasing EHR length, and an
+    empty list giving a batch of zero rows with the shapes of `example` (one item of the
+    dataset), so the step runs and adds its noise.
+
+    The order matters: Opacus's DPLSTM (1.6) returns per-sample gradients in the order of the
+    packed sequence, i.e. sorted by length, while every other layer's are in batch order; an
+    unsorted batch would pair one stay's LSTM gradient with another stay's other gradients
+    and clip the mixture (tests/test_privacy.py shows the misorder). A sorted batch is packed
+    as it is (models/ehr_encoders.py), so every layer agrees on which row is which stay."""
 
     def __init__(self, example: dict[str, Any], base: Callable[[Sequence[dict[str, Any]]], dict] = collate) -> None:
         self.base = base
@@ -48,7 +55,11 @@ class EmptyTolerantCollate:
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not items:
             return {key: value.clone() for key, value in self.empty.items()}
-        return self.base(items)
+        return self.base(sorted(items, key=lambda item: -int(item["ehr"].shape[0])))
+
+
+def sorted_by_length(lengths: torch.Tensor) -> bool:
+    return bool((lengths[:-1] >= lengths[1:]).all())
 
 
 def is_empty(batch: dict[str, torch.Tensor]) -> bool:
