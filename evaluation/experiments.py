@@ -31,9 +31,10 @@ class Experiment:
     metrics: dict[str, dict] = field(default_factory=dict)  # task -> flat metrics.json
 
 
-def run_exp_show(repo: str | Path = ".") -> list | None:
-    """`dvc exp show --json` parsed, or None if DVC is unavailable or fails (no git, no DVC)."""
-    command = [sys.executable, "-m", "dvc", "exp", "show", "--json"]
+def run_exp_show(repo: str | Path = ".", all_commits: bool = False) -> list | None:
+    """`dvc exp show --json` parsed, or None if DVC is unavailable or fails (no git, no DVC).
+    `all_commits` adds the experiments of every commit, newest commit first (`-A`)."""
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["-A"] if all_commits else [])]
     try:
         done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as err:

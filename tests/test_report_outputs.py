@@ -242,6 +242,9 @@ def test_paired_differences_between_runs(tmp_path):
     assert worse["fused"]["auroc"].ci_high < 0 and worse["ehr"]["auroc"].value == 0
     other_stays = frame.assign(stay_id=frame["stay_id"] + 1)
     assert paired_run_differences(predictions_from_frame(other_stays, "other"), reference, settings) is None
+    cxr_alone = frame.drop(columns=["p_ehr_in_hospital_mortality", "p_fused_in_hospital_mortality"])
+    unimodal = paired_run_differences(predictions_from_frame(cxr_alone, "cxr alone"), reference, settings)
+    assert set(unimodal) == {"cxr"} and unimodal["cxr"]["auroc"].value == 0  # a unimodal run: its one head
 
 
 @pytest.mark.parametrize("case", ["no_images", "no_events", "tiny"])

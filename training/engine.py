@@ -154,7 +154,7 @@ class Engine:
         self.ctx.average_gradients(self.parameters)
         balancer.after_backward(step)
         if self.privacy is not None:
-            self.privacy.group_by_patient(batch["subject_id"], batch.get("ehr_lengths"))
+            self.privacy.group_by_patient(batch["subject_id"])
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
         self.scaler.step(optimizer)

@@ -40,11 +40,7 @@ from training.objectives.base import Objective
 from training.objectives.supervised import Supervised
 from training.privacy.compat import make_private_compatible
 from training.privacy.objective import DecomposableSupervised
-from training.privacy.sampling import (
-    EmptyTolerantCollate,
-    PatientPoissonBatchSampler,
-    sorted_by_length,
-)
+from training.privacy.sampling import EmptyTolerantCollate, PatientPoissonBatchSampler
 from training.privacy.settings import PrivacySettings
 
 log = logging.getLogger(__name__)
@@ -156,12 +152,9 @@ class PrivateTraining:
         return self.optimizer
 
     # ---- per step ------------------------------------------------------------------------
-    def group_by_patient(self, subject_ids: torch.Tensor, ehr_lengths: torch.Tensor | None = None) -> None:
+    def group_by_patient(self, subject_ids: torch.Tensor) -> None:
         """Sum each parameter's per-stay gradients per patient, so that clipping bounds a
         patient's whole contribution (two stays of one patient share one clipping norm)."""
-        if ehr_lengths is not None and not sorted_by_length(ehr_lengths.detach().cpu().clamp(min=1)):
-            raise RuntimeError("privacy: a DP batch must be sorted by decreasing EHR length (Opacus's DPLSTM "
-                               "orders per-sample gradients so); use PrivateTraining.loader")
         _, patient = torch.unique(subject_ids.detach().cpu(), return_inverse=True)
         n_patients = int(patient.max()) + 1 if patient.numel() else 0
         if n_patients == len(patient):

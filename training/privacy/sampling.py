@@ -38,15 +38,8 @@ class PatientPoissonBatchSampler(Sampler[list[int]]):
 
 
 class EmptyTolerantCollate:
-    """`data_prep.dataset.collate` with the stays in order of decreasing EHR length, and an
-    empty list giving a batch of zero rows with the shapes of `example` (one item of the
-    dataset), so the step runs and adds its noise.
-
-    The order matters: Opacus's DPLSTM (1.6) returns per-sample gradients in the order of the
-    packed sequence, i.e. sorted by length, while every other layer's are in batch order; an
-    unsorted batch would pair one stay's LSTM gradient with another stay's other gradients
-    and clip the mixture (tests/test_privacy.py shows the misorder). A sorted batch is packed
-    as it is (models/ehr_encoders.py), so every layer agrees on which row is which stay."""
+    """`data_prep.dataset.collate`, except that an empty list gives a batch of zero rows with
+    the shapes of `example` (one item of the dataset), so the step runs and adds its noise."""
 
     def __init__(self, example: dict[str, Any], base: Callable[[Sequence[dict[str, Any]]], dict] = collate) -> None:
         self.base = base
@@ -55,11 +48,7 @@ class EmptyTolerantCollate:
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not items:
             return {key: value.clone() for key, value in self.empty.items()}
-        return self.base(sorted(items, key=lambda item: -int(item["ehr"].shape[0])))
-
-
-def sorted_by_length(lengths: torch.Tensor) -> bool:
-    return bool((lengths[:-1] >= lengths[1:]).all())
+        return self.base(items)
 
 
 def is_empty(batch: dict[str, torch.Tensor]) -> bool:
