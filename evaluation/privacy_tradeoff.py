@@ -124,17 +124,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     if not tasks:
         return
     fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False)
-    finite = [row["epsilon"] for row in rows if row["epsilon"] is not None]
-    no_dp_x = (max(finite) * 2.5) if finite else 1.0
     for t, task in enumerate(tasks):
-        task_rows = sorted((r for r in rows if r["task"] == task), key=lambda r: r["epsilon"] or no_dp_x)
-        xs = [r["epsilon"] if r["epsilon"] is not None else no_dp_x for r in task_rows]
+        # one evenly spaced position per point: private ones by epsilon, no DP last
+        task_rows = sorted((r for r in rows if r["task"] == task),
+                           key=lambda r: (r["epsilon"] is None, r["epsilon"] or 0.0))
+        xs = list(range(len(task_rows)))
+        names = ["no DP" if r["epsilon"] is None else f"ε = {r['epsilon']:.2g}" for r in task_rows]
         for column, (title, getter) in enumerate((
                 ("test AUROC", lambda r, h: r["utility"].get(h, {}).get("auroc")),
                 ("membership attack AUROC (calibrated)", lambda r, h: r["attack"].get(h, {}).get("calibrated")))):
             ax = axes[t][column]
-            for head in ("ehr", "cxr", "fused"):
-                points = [(x, getter(r, head)) for x, r in zip(xs, task_rows, strict=True) if getter(r, head)]
+            for shift, head in zip((-0.08, 0.0, 0.08), ("ehr", "cxr", "fused"), strict=True):
+                points = [(x + shift, getter(r, head)) for x, r in zip(xs, task_rows, strict=True) if getter(r, head)]
                 if not points:
                     continue
                 x, est = zip(*points, strict=True)
@@ -144,16 +145,35 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 ax.errorbar(x, value, yerr=[low, high], marker="o", capsize=3, label=head)
             if column == 1:
                 ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-            ax.set_xscale("log")
-            ax.set_xticks(sorted(set(xs)))
-            ax.set_xticklabels(["no DP" if x == no_dp_x else f"{x:g}" for x in sorted(set(xs))])
-            ax.set_xlabel("epsilon spent (patient level)")
+            ax.set_xticks(xs)
+            ax.set_xticklabels(names)
+            ax.set_xlabel("epsilon spent per patient (δ as in the table)")
             ax.set_title(f"{task}: {title}")
             ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+MARKERS = ("<!-- privacy:tradeoff:start -->", "<!-- privacy:tradeoff:end -->")
+
+
+def write_docs_block(docs: Path, rows: list[dict[str, Any]], png: Path, note: str) -> None:
+    """Replace the text between the markers of `docs` with the table and a link to the plot."""
+    text = docs.read_text()
+    start, end = MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {docs} has no {start} ... {end} block")
+    image = docs.parent / "img" / "privacy_tradeoff.png"
+    block = [note, ""] if note else []
+    if png.exists():
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(png.read_bytes())
+        block += [f"![privacy-utility trade-off]({image.relative_to(docs.parent).as_posix()})", ""]
+    block.append(markdown_table(rows) if rows else "Not run yet.")
+    head, rest = text.split(start, 1)
+    write_text(docs, head + start + "\n" + "\n".join(block).rstrip() + "\n" + end + rest.split(end, 1)[1])
 
 
 def main() -> None:
@@ -166,6 +186,10 @@ def main() -> None:
     parser.add_argument("--params", default=None)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1002)
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="also write the table between the privacy:tradeoff markers of this file "
+                             "(docs/results.md) and copy the plot beside it (docs/img/privacy_tradeoff.png)")
+    parser.add_argument("--note", default="", help="a line placed above the table (the grid's settings)")
     parser.add_argument("overrides", nargs="*", help="key=value settings for every point")
     args = parser.parse_intermixed_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -176,6 +200,8 @@ def main() -> None:
     write_json(args.out / "tradeoff.json", rows)
     write_text(args.out / "tradeoff.md", markdown_table(rows))
     plot(rows, args.out / "tradeoff.png")
+    if args.docs is not None:
+        write_docs_block(args.docs, rows, args.out / "tradeoff.png", args.note)
     log.info("wrote %s/{tradeoff.md, tradeoff.json, tradeoff.png} (%d points)", args.out, len(rows))
 
 

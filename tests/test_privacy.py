@@ -336,3 +336,22 @@ def test_audit_reports_the_epsilon_spent_and_no_identifiers():
                                  "epochs": 2}
     text = json.dumps(result)
     assert "subject_id" not in text and "10000" not in text
+
+
+def test_the_tradeoff_table_goes_between_the_markers_only(tmp_path):
+    from evaluation.privacy_tradeoff import MARKERS, write_docs_block
+
+    estimate = {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}
+    rows = [{"task": TASK, "point": point, "epsilon": epsilon,
+             "utility": {"fused": {"auroc": estimate, "auprc": estimate}},
+             "attack": {"fused": {"threshold": {"value": 0.52, "ci_low": 0.45, "ci_high": 0.6}}}}
+            for point, epsilon in (("no_dp", None), ("eps_3", 2.97))]
+    docs = tmp_path / "results.md"
+    docs.write_text(f"# Results\nbefore\n{MARKERS[0]}\nNot run yet.\n{MARKERS[1]}\nafter\n")
+    write_docs_block(docs, rows, tmp_path / "missing.png", "settings note")
+    text = docs.read_text()
+    assert text.startswith("# Results\nbefore\n") and text.endswith(f"{MARKERS[1]}\nafter\n")
+    table = [line for line in text.splitlines() if line.startswith(f"| {TASK}")]
+    assert [line.split(" | ")[1] for line in table] == ["target ε = 3", "no DP"]  # private first, by epsilon
+    assert "2.97" in table[0] and "0.700 (0.60–0.80)" in table[0] and "0.520 (0.45–0.60)" in table[0]
+    assert "settings note" in text and "Not run yet." not in text
