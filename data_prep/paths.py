@@ -59,3 +59,14 @@ def run_dir(cfg: Mapping[str, Any], task: str) -> Path:
 
 def report_dir(cfg: Mapping[str, Any], task: str) -> Path:
     return _get(cfg, "eval", "reports_dir") / task
+
+
+def membership_path(cfg: Mapping[str, Any], task: str) -> Path:
+    """membership@<task>'s output: the trained model's and the reference models' predictions
+    on the training (member) and test (non-member) stays, for the membership-inference audit."""
+    return run_dir(cfg, task) / "audit" / "membership.parquet"
+
+
+def privacy_report_path(cfg: Mapping[str, Any], task: str) -> Path:
+    """audit@<task>'s output: the attacks' success with CIs and the epsilon spent (DVC metrics)."""
+    return report_dir(cfg, task) / "privacy.json"

@@ -14,6 +14,7 @@ from evaluation.bootstrap import Estimate
 from evaluation.document import Document, Figure, Paragraph, Section, Table
 from evaluation.formatting import count, number, percent, pretty_label, signed_with_ci, with_ci
 from evaluation.plots import HEAD_NAMES, balancer_png, reliability_png, roc_pr_png, training_png
+from evaluation.privacy_report import privacy_section
 from evaluation.subgroups import SUBGROUP_TITLES
 
 SET_NAMES = {"test_paired": "Paired test set (stays with a chest X-ray)",
@@ -37,6 +38,7 @@ class ReportContext:
     history: list[dict] = field(default_factory=list)
     data_version: dict[str, str] = field(default_factory=dict)
     synthetic: bool = False
+    privacy: dict | None = None                       # audit@<task>'s privacy.json
 
 
 def metric_names(evaluation: TaskEvaluation) -> list[tuple[str, str]]:
@@ -360,6 +362,7 @@ def build_task_document(evaluation: TaskEvaluation, context: ReportContext) -> D
         _calibration_section(evaluation),
         _subgroup_section(evaluation),
         _training_section(context),
+        privacy_section(context.privacy, evaluation.settings.min_cell_size),
         _configuration_section(context),
         _limitations_section(context),
     ]

@@ -33,6 +33,7 @@ class TaskInputs:
     cohort: Path | None = None
     pair_counts: Path | None = None
     dvc_lock: Path | None = None
+    privacy: Path | None = None
 
 
 def task_inputs(config: dict, task: str, dvc_lock: str | Path = "dvc.lock") -> TaskInputs:
@@ -40,7 +41,8 @@ def task_inputs(config: dict, task: str, dvc_lock: str | Path = "dvc.lock") -> T
     runs = paths.run_dir(config, task)
     return TaskInputs(predictions=runs / "predictions.parquet", history=runs / "history.json",
                       labels=paths.labels_path(config, task), cohort=paths.cohort_path(config, task),
-                      pair_counts=paths.counts_path(config, task), dvc_lock=Path(dvc_lock))
+                      pair_counts=paths.counts_path(config, task), dvc_lock=Path(dvc_lock),
+                      privacy=paths.privacy_report_path(config, task))
 
 
 def is_synthetic(config: dict) -> bool:
@@ -63,7 +65,8 @@ def write_task_report(task: str, inputs: TaskInputs, config: dict, out_dir: str 
         pair_counts=read_json(inputs.pair_counts, "CXR pairing counts"),
         history=read_history(inputs.history),
         data_version=data_version(inputs.dvc_lock, task) if inputs.dvc_lock else {},
-        synthetic=is_synthetic(config))
+        synthetic=is_synthetic(config),
+        privacy=read_json(inputs.privacy, "privacy audit") if inputs.privacy else None)
     document = build_task_document(evaluation, context)
     version = ", ".join(f"{Path(p).name}:{m[:8]}" for p, m in context.data_version.items()) or "unversioned"
     footer = f"Task {task} · data version: {version}"

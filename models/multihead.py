@@ -23,6 +23,10 @@ UNIMODAL_HEAD_PLACEMENTS = ("encoder", "shared")
 class MultiHeadFusionModel(nn.Module):
     head_names: tuple[str, ...] = HEADS
     modalities: tuple[str, ...] = MODALITIES
+    # False: the CXR encoder sees only the rows with an image (faster in the partial setting).
+    # True: every row, zeros where there is no image, masked afterwards; per-sample gradient
+    # machinery (private training) needs every layer to see the whole batch.
+    encode_every_image: bool = False
 
     def __init__(self, ehr_encoder: nn.Module, cxr_encoder: nn.Module, fusion: FusionModule,
                  embed_dim: int, num_labels: int) -> None:
@@ -48,6 +52,9 @@ class MultiHeadFusionModel(nn.Module):
         """Runs the CXR encoder only on rows with an image (the partial setting skips the rest)."""
         if bool(has_cxr.all()):
             return self.projections["cxr"](self.encoders["cxr"](image))
+        if self.encode_every_image:
+            features = self.projections["cxr"](self.encoders["cxr"](image))
+            return torch.where(has_cxr[:, None], features, features.new_zeros(()))
         rows = has_cxr.nonzero(as_tuple=True)[0]
         if rows.numel() == 0:
             return like.new_zeros(like.shape[0], self.embed_dim)

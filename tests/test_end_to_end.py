@@ -146,3 +146,20 @@ def test_quick_study_runs_through_the_dvc_queue_resumes_and_reports(workspace):
     index = (repo / "reports" / "index.html").read_text()
     value = f"{methods['miles']['heads']['fused']['auroc']['mean']:.3f}"
     assert "<!-- study:quick:start -->" in docs and value in docs and value in index
+
+
+@pytest.mark.slow
+def test_private_training_and_the_audit_run_through_dvc(workspace):
+    """`dvc exp run -S privacy=dp` trains both tasks with DP-SGD and audits them; the epsilon
+    spent is in the history and in reports/<task>/privacy.json (a DVC metrics file)."""
+    repo, env = workspace
+    log = run(dvc("exp", "run", "-S", "privacy=dp", "-S", "privacy.target_epsilon=8"), repo, env)
+    for task in TASKS:
+        assert f"Running stage 'train@{task}'" in log and f"Running stage 'audit@{task}'" in log
+        history = json.loads((repo / "runs" / task / "history.json").read_text())
+        assert all(0 < row["privacy_epsilon"] <= 8.0 * 1.01 for row in history)
+        privacy = json.loads((repo / "reports" / task / "privacy.json").read_text())
+        assert privacy["privacy"]["private"] and privacy["privacy"]["epsilon"] == history[-1]["privacy_epsilon"]
+        for head, entry in privacy["heads"].items():
+            assert 0 <= entry["threshold"]["auroc"]["value"] <= 1, head
+        assert "Privacy" in (repo / "reports" / task / "report.md").read_text()

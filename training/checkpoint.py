@@ -62,7 +62,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
 
 # ---- what a resume must match -------------------------------------------------------------
-RESULT_NEUTRAL_SETTINGS = ("eval", "train.stop_after_epoch", "train.runs_dir")
+RESULT_NEUTRAL_SETTINGS = ("eval", "train.stop_after_epoch", "train.runs_dir", "privacy.audit")
 """Settings that cannot change what training computes; every other setting of the composed
 configuration (present and future) must match for a run to be continued."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +31,9 @@ from training.metrics import validation_metrics
 from training.objectives import Objective, build_objective
 from training.predictions import PredictionSet, move_batch, predict
 from training.schedule import apply_learning_rates, global_lr, group_learning_rates
+
+if TYPE_CHECKING:
+    from training.privacy import PrivateTraining
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -68,7 +71,12 @@ class Engine:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
                  balancer: Balancer, ctx: DistContext, *, base_lr: float, epochs: int,
-                 schedule: Mapping[str, Any], amp: str = "off", grad_clip: float = 0.0) -> None:
+                 schedule: Mapping[str, Any], amp: str = "off", grad_clip: float = 0.0,
+                 privacy: PrivateTraining | None = None) -> None:
+        self.privacy = privacy
+        if privacy is not None:  # DP-SGD (training/privacy): per-patient clipping replaces grad_clip
+            objective, optimizer = privacy.wrap_objective(objective), privacy.attach(model, optimizer)
+            amp, grad_clip = "off", 0.0
         self.model, self.optimizer, self.objective, self.balancer, self.ctx = model, optimizer, objective, balancer, ctx
         self.base_lr, self.epochs, self.schedule = float(base_lr), int(epochs), dict(schedule)
         self.grad_clip = float(grad_clip or 0.0)
@@ -79,9 +87,11 @@ class Engine:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, model: torch.nn.Module, ctx: DistContext,
-                    balancing: Mapping[str, Any], objective: Mapping[str, Any] | str) -> Engine:
+                    balancing: Mapping[str, Any], objective: Mapping[str, Any] | str,
+                    privacy: PrivateTraining | None = None) -> Engine:
         """The engine of `cfg.train` around `model`; the regime chooses the balancing and the
-        objective settings (the unimodal regime trains without a balancer)."""
+        objective settings (the unimodal regime trains without a balancer); `privacy`, when
+        given, makes every step a DP-SGD step (its model must have been prepared by it)."""
         train = cfg.train
         balancing = dict(balancing)
         optimizer = build_optimizer(model, train, str(balancing.get("unimodal_heads_in", "encoder")))
@@ -90,7 +100,7 @@ class Engine:
         return cls(model, optimizer, build_objective(objective, model), balancer, ctx,
                    base_lr=float(train.lr), epochs=int(train.epochs),
                    schedule=OmegaConf.to_container(train.schedule, resolve=True),
-                   amp=str(train.amp), grad_clip=float(train.get("grad_clip") or 0.0))
+                   amp=str(train.amp), grad_clip=float(train.get("grad_clip") or 0.0), privacy=privacy)
 
     # ---- epoch -------------------------------------------------------------------------
     def start_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
@@ -112,6 +122,8 @@ class Engine:
         progress = tqdm(loader, desc=f"epoch {epoch}", disable=not self.ctx.is_main, leave=False)
         for index, batch in enumerate(progress):
             losses = self.train_step(move_batch(batch, self.ctx.device), epoch, index)
+            if losses is None:  # an empty Poisson batch under DP-SGD: a noise-only step, no loss
+                continue
             totals += losses
             steps += 1
             progress.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -119,9 +131,13 @@ class Engine:
         means = (totals / max(steps, 1)).tolist()
         return {"loss": dict(zip(self.heads, means[:-1], strict=True)), "loss_total": means[-1], "steps": steps}
 
-    def train_step(self, batch: Mapping[str, torch.Tensor], epoch: int, index: int) -> torch.Tensor:
-        """One optimizer step; returns the rank-averaged head losses and total (float64, CPU)."""
+    def train_step(self, batch: Mapping[str, torch.Tensor], epoch: int, index: int) -> torch.Tensor | None:
+        """One optimizer step; returns the rank-averaged head losses and total (float64, CPU),
+        None for an empty batch (DP-SGD's Poisson sampling)."""
         balancer, optimizer = self.balancer, self.optimizer
+        if self.privacy is not None and int(batch["labels"].shape[0]) == 0:
+            self.privacy.empty_step()
+            return None
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             step = self.objective.forward(batch)
@@ -137,6 +153,8 @@ class Engine:
         self.scaler.unscale_(optimizer)
         self.ctx.average_gradients(self.parameters)
         balancer.after_backward(step)
+        if self.privacy is not None:
+            self.privacy.group_by_patient(batch["subject_id"])
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
         self.scaler.step(optimizer)
@@ -158,7 +176,8 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "balancer": self.balancer.state_dict(),
-                "objective": self.objective.state_dict()}
+                "objective": self.objective.state_dict(),
+                **({"privacy": self.privacy.state_dict()} if self.privacy is not None else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -166,3 +185,5 @@ class Engine:
         self.scaler.load_state_dict(state["scaler"])
         self.balancer.load_state_dict(state["balancer"])
         self.objective.load_state_dict(state.get("objective", {}))
+        if self.privacy is not None:
+            self.privacy.load_state_dict(state.get("privacy", {}))

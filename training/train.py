@@ -50,6 +50,7 @@ from training.checkpoint import (
 from training.distributed import DistContext, init_distributed, shutdown
 from training.engine import Engine, TrainingDivergedError, configure_determinism
 from training.predictions import predict, predictions_frame
+from training.privacy import PrivateTraining
 from training.regimes import Regime, build_regime
 from training.threads import configure_threads
 
@@ -234,14 +235,23 @@ def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> Fit
     train_set = MultimodalDataset(task, "train", setting, cfg, train=True)
     val_set = MultimodalDataset(task, "val", setting, cfg, train=False)
     label_names = train_set.label_names
-    train_loader = make_loader(train_set, cfg, ctx, train=True, generator=torch.Generator())
+    # DP-SGD (privacy.enabled): patient-level Poisson batches; None when off. Checked here,
+    # before any model is built, so an impossible budget or balancer stops in one line.
+    privacy = PrivateTraining.from_config(cfg, train_set, balancing=regime.balancing(), objective=regime.objective,
+                                          world_size=ctx.world_size)
+    train_loader = make_loader(train_set, cfg, ctx, train=True, generator=torch.Generator()) if privacy is None \
+        else privacy.loader(train_set, torch.Generator(), int(cfg.train.num_workers), ctx.device.type == "cuda")
     val_loader = make_loader(val_set, cfg, ctx, train=False, generator=torch.Generator())
 
     seed_everything(seed)
-    channels_last = ctx.device.type == "cuda" and bool(cfg.train.channels_last)
-    model = regime.build_model(len(label_names), train_set.ehr_features, channels_last).to(ctx.device)
+    channels_last = ctx.device.type == "cuda" and bool(cfg.train.channels_last) and privacy is None
+    model = regime.build_model(len(label_names), train_set.ehr_features, channels_last)
+    if privacy is not None:
+        model = privacy.prepare_model(model)
+    model = model.to(ctx.device)
     ctx.broadcast_parameters(model)
-    engine = Engine.from_config(cfg, model, ctx, balancing=regime.balancing(), objective=regime.objective)
+    engine = Engine.from_config(cfg, model, ctx, balancing=regime.balancing(), objective=regime.objective,
+                                privacy=privacy)
     fingerprint = run_fingerprint(cfg, input_files(train_set.paths))
 
     progress = Progress()
@@ -265,14 +275,17 @@ def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> Fit
             _, val = engine.evaluate(val_loader)
             balancer_stats = engine.end_epoch(epoch, val, train_stats)
             row = history_row(epoch, alpha, rates, train_stats, val, balancer_stats, time.perf_counter() - started)
+            if privacy is not None:
+                row.update(privacy.log_stats())  # the epsilon spent so far
             score = float(val["all"][regime.monitored_head][metric_name])
             if progress.record(row, score, patience) and ctx.is_main:
                 save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "metric": metric_name,
                                             "head": regime.monitored_head, "score": score,
                                             "label_names": label_names,
                                             "config": OmegaConf.to_container(cfg, resolve=True)})
-            log.info("epoch %d: val %s %s %.4f, lr %s%s", epoch, regime.monitored_head, metric_name, score,
+            log.info("epoch %d: val %s %s %.4f, lr %s%s%s", epoch, regime.monitored_head, metric_name, score,
                      " ".join(f"{group} {rate:.2e}" for group, rate in rates.items()),
+                     "" if privacy is None else f", epsilon {row['privacy_epsilon']:.3f}",
                      " (early stop)" if progress.stopped else "")
             if ctx.is_main:
                 logger.log(row)

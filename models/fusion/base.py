@@ -47,6 +47,23 @@ def list_fusions(pattern: str = "*") -> list[str]:
     return FUSIONS.names(pattern)
 
 
+class LearnedToken(nn.Module):
+    """A learned vector (a missing-image token, a null attention key), handed out once per row.
+
+    `forward(like)` returns the token expanded to `like`'s batch size: [B, *shape]. Holding it
+    as a module with a batch-shaped output, rather than a bare `nn.Parameter` read by a
+    bigger module, is what lets per-sample gradient machinery (Opacus, for private
+    training: training/privacy) see each row's share of its gradient.
+    """
+
+    def __init__(self, *shape: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(*shape))
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        return self.token.to(like.dtype).expand(like.shape[0], *self.token.shape)
+
+
 def masked_missing(cxr_emb: torch.Tensor, has_cxr: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     """The CXR embedding with rows without an image replaced by a learned token."""
     return torch.where(has_cxr[:, None], cxr_emb, token.to(cxr_emb.dtype).expand_as(cxr_emb))

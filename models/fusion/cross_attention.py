@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.fusion.base import FusionModule, masked_missing, register_fusion
+from models.fusion.base import FusionModule, LearnedToken, masked_missing, register_fusion
 
 
 class CrossModalBlock(nn.Module):
@@ -24,14 +24,14 @@ class CrossModalBlock(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float) -> None:
         super().__init__()
-        self.null_key = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.null_key = LearnedToken(1, embed_dim)
         self.attention = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor,
                 key_missing: torch.Tensor | None = None) -> torch.Tensor:
         batch, num_keys, _ = keys.shape
-        keys = torch.cat([keys, self.null_key.to(keys.dtype).expand(batch, 1, -1)], dim=1)
+        keys = torch.cat([keys, self.null_key(keys)], dim=1)
         padding_mask = None
         if key_missing is not None:  # True = ignore; the null key is never ignored
             padding_mask = torch.cat([key_missing[:, None].expand(batch, num_keys),
@@ -52,7 +52,7 @@ class CrossAttentionFusion(FusionModule):
                                          "cxr": nn.Linear(embed_dim, num_tokens * embed_dim)})
         self.ehr_from_cxr = CrossModalBlock(embed_dim, num_heads, dropout)
         self.cxr_from_ehr = CrossModalBlock(embed_dim, num_heads, dropout)
-        self.missing_token = nn.Parameter(torch.zeros(embed_dim))
+        self.missing_token = LearnedToken(embed_dim)
         self.fused_dim = 2 * embed_dim
 
     def _tokens(self, modality: str, embedding: torch.Tensor) -> torch.Tensor:
@@ -63,5 +63,6 @@ class CrossAttentionFusion(FusionModule):
         ehr_tokens, cxr_tokens = self._tokens("ehr", ehr_emb), self._tokens("cxr", cxr_emb)
         ehr_out = self.ehr_from_cxr(ehr_tokens, cxr_tokens, key_missing=~has_cxr)
         cxr_out = self.cxr_from_ehr(cxr_tokens, ehr_tokens)
-        cxr_pooled = masked_missing(cxr_out.mean(dim=1), has_cxr, self.missing_token)
+        pooled = cxr_out.mean(dim=1)
+        cxr_pooled = masked_missing(pooled, has_cxr, self.missing_token(pooled))
         return torch.cat([ehr_out.mean(dim=1), cxr_pooled], dim=1)

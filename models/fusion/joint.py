@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.fusion.base import FusionModule, masked_missing, register_fusion
+from models.fusion.base import FusionModule, LearnedToken, masked_missing, register_fusion
 
 
 @register_fusion("joint")
@@ -17,7 +17,7 @@ class JointFusion(FusionModule):
 
     def __init__(self, embed_dim: int, hidden_size: int = 256, dropout: float = 0.0) -> None:
         super().__init__()
-        self.missing_token = nn.Parameter(torch.zeros(embed_dim))
+        self.missing_token = LearnedToken(embed_dim)
         if hidden_size:
             self.mlp: nn.Module = nn.Sequential(nn.Linear(2 * embed_dim, hidden_size), nn.ReLU(),
                                                 nn.Dropout(dropout))
@@ -28,5 +28,5 @@ class JointFusion(FusionModule):
 
     def forward(self, ehr_emb: torch.Tensor, cxr_emb: torch.Tensor, has_cxr: torch.Tensor,
                 unimodal_logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        cxr_emb = masked_missing(cxr_emb, has_cxr, self.missing_token)
+        cxr_emb = masked_missing(cxr_emb, has_cxr, self.missing_token(cxr_emb))
         return self.mlp(torch.cat([ehr_emb, cxr_emb], dim=1))
