@@ -59,3 +59,13 @@ def run_dir(cfg: Mapping[str, Any], task: str) -> Path:
 
 def report_dir(cfg: Mapping[str, Any], task: str) -> Path:
     return _get(cfg, "eval", "reports_dir") / task
+
+
+def teachers_dir(cfg: Mapping[str, Any], task: str) -> Path:
+    """teachers@<task>'s output: <member>/ (a unimodal run each), logits.parquet, teachers.json."""
+    return _get(cfg, "train", "runs_dir") / "teachers" / task
+
+
+def teacher_logits_path(cfg: Mapping[str, Any], task: str) -> Path:
+    """Every teacher's logits for every train/val/test stay of `task` (training/teacher_logits.py)."""
+    return teachers_dir(cfg, task) / "logits.parquet"
