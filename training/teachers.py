@@ -45,7 +45,22 @@ log = logging.getLogger(__name__)
 EXECUTION_KEYS = ("device", "amp", "channels_last", "num_workers", "deterministic", "runs_dir")
 """train.* settings the teachers share with the student: where and how to run, not what to learn
 (dvc.yaml lists exactly these for teachers@<task>)."""
+STAGE_PARAMS = ("data.cxr.crop_size", "data.cxr.image_size", "data.cxr.augment", "data.cxr.normalize",
+                "data.interim_dir", "data.processed_dir", "regime.name", "teachers",
+                *(f"train.{key}" for key in EXECUTION_KEYS))
+"""The params of teachers@<task> in dvc.yaml (a test checks they agree): the stage reads only
+these, through `stage_view`, so DVC's record of them is the whole truth about its outputs."""
 SPLITS = ("train", "val", "test")
+
+
+def stage_view(cfg: DictConfig) -> DictConfig:
+    """The configuration reduced to STAGE_PARAMS: what the stage may read."""
+    view = OmegaConf.create({})
+    for key in STAGE_PARAMS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            OmegaConf.update(view, key, value, merge=False)
+    return view
 
 
 def enabled_members(cfg: DictConfig) -> dict[str, dict[str, Any]]:
@@ -70,13 +85,13 @@ def member_config(cfg: DictConfig, member: dict[str, Any]) -> DictConfig:
     Nothing of the student's settings enters it, so neither its results nor its resume
     fingerprint depend on them."""
     modality = member["modality"]
+    cfg = stage_view(cfg)
     train = {**{key: cfg.train[key] for key in EXECUTION_KEYS if key in cfg.train},
              **OmegaConf.to_container(cfg.teachers.train, resolve=True),
              "seed": int(member["seed"]), "loss_weights": {head: 1.0 for head in (*MODALITIES, "fused")},
              "setting": "partial", "stop_after_epoch": None}
     return OmegaConf.create({
         "data": OmegaConf.to_container(cfg.data, resolve=True),
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
         "model": {modality: member["encoder"], "embed_dim": int(member["embed_dim"])},
         "regime": {"name": "unimodal", "objective": "supervised", "modality": modality},
         "balancing": {"name": "none"}, "train": train})
@@ -108,6 +123,7 @@ def train_teachers(cfg: DictConfig, task: str, resume: bool = True) -> dict[str,
     resume fingerprint), write logits.parquet and teachers.json; returns the summary."""
     from training.train import fit_epochs
 
+    cfg = stage_view(cfg)
     out = paths.teachers_dir(cfg, task)
     regime_name = str((cfg.get("regime") or {}).get("name", "supervised"))
     if not REGIMES.get(regime_name).uses_teachers:
