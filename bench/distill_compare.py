@@ -32,7 +32,7 @@ from data_prep import paths
 from data_prep.dataset import MultimodalDataset, loader_for
 from data_prep.params import checked_compose
 from evaluation.assess import EvalSettings, evaluate_set
-from evaluation.distill_report import comparison_tables, distillation_verdict
+from evaluation.distill_report import comparison_tables, distillation_verdict, verdict_text
 from evaluation.inputs import predictions_from_frame
 from training.checkpoint import load_checkpoint
 from training.predictions import move_batch
@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1002, 1003, 1004])
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    parser.add_argument("--report", action="store_true",
+                        help="also copy rows.json to <eval.reports_dir>/distillation/ for python -m evaluation.report")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -179,13 +181,16 @@ def main() -> None:
                 log.info("%s %s seed %d: %.0f s", task, model, seed, seconds)
     tables = comparison_tables(rows)
     verdict = distillation_verdict(rows)
+    if args.report:  # the index report's section (evaluation/index_report.py)
+        report_rows = Path(base.eval.reports_dir) / "distillation" / "rows.json"
+        report_rows.parent.mkdir(parents=True, exist_ok=True)
+        report_rows.write_text(json.dumps(rows, indent=1))
     text = [f"Run {time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
             f"torch {torch.__version__}; seeds {', '.join(map(str, args.seeds))}; "
             f"overrides: {' '.join(args.overrides) or 'none'}.", ""]
     for task, table in tables.items():
         text += [f"### {task}", "", table, "",
-                 "Distillation minus no distillation (partial-set AUROC, mean over seeds): " +
-                 ", ".join(f"{head} {delta:+.3f}" for head, delta in sorted(verdict.get(task, {}).items())), ""]
+                 verdict_text(verdict.get(task, {})), ""]
     (args.out / "comparison.md").write_text("\n".join(text))
     print("\n".join(text))
 

@@ -10,12 +10,15 @@ seeds, the parameter count and the CPU inference time per stay. Only aggregate m
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
+from evaluation.document import Section, Table
 from evaluation.plots import HEAD_NAMES
 
 MODEL_ORDER = ("student_distill", "student_plain", "default", "ehr_ensemble", "cxr_ensemble")
@@ -38,8 +41,12 @@ def _model_key(model: str) -> tuple[int, str]:
     return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model)
 
 
-def comparison_tables(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """{task: Markdown table} — mean ± SD over seeds."""
+HEADER = ["Model", "Head", "Seeds", "AUROC paired", "AUROC partial", "AUPRC paired", "AUPRC partial",
+          "Parameters", "CPU ms / stay"]
+
+
+def comparison_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[list[str]]]:
+    """{task: table rows (HEADER's columns)}: mean ± SD over seeds, one row per model and head."""
     grouped: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         entry = grouped[row["task"]].setdefault((row["model"], row["head"]), {
@@ -50,19 +57,47 @@ def comparison_tables(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         entry[f"{row['set']}/auprc"].append(row["auprc"])
         if row.get("ms_per_stay") is not None:
             entry["ms"].append(row["ms_per_stay"])
-    tables = {}
+    tables: dict[str, list[list[str]]] = {}
     for task, entries in grouped.items():
-        lines = ["| model | head | seeds | AUROC paired | AUROC partial | AUPRC paired | AUPRC partial | "
-                 "parameters | CPU ms / stay |", "|---|---|---|---|---|---|---|---|---|"]
+        lines = []
         for (model, head), e in sorted(entries.items(), key=lambda item: (_model_key(item[0][0]), item[0][1])):
-            name = MODEL_NAMES.get(model, model.replace("teacher_", "teacher "))
-            params = f"{e['parameters'] / 1e6:.2f} M" if e["parameters"] else "–"
-            ms = f"{mean(e['ms']):.2f}" if e["ms"] else "–"
-            lines.append(f"| {name} | {HEAD_NAMES.get(head, head)} | {len(e['seeds'])} | "
-                         f"{_cell(e['test_paired/auroc'])} | {_cell(e['test_partial/auroc'])} | "
-                         f"{_cell(e['test_paired/auprc'])} | {_cell(e['test_partial/auprc'])} | {params} | {ms} |")
-        tables[task] = "\n".join(lines)
+            lines.append([MODEL_NAMES.get(model, model.replace("teacher_", "Teacher ")),
+                          HEAD_NAMES.get(head, head), str(len(e["seeds"])),
+                          _cell(e["test_paired/auroc"]), _cell(e["test_partial/auroc"]),
+                          _cell(e["test_paired/auprc"]), _cell(e["test_partial/auprc"]),
+                          f"{e['parameters'] / 1e6:.2f} M" if e["parameters"] else "–",
+                          f"{mean(e['ms']):.2f}" if e["ms"] else "–"])
+        tables[task] = lines
     return tables
+
+
+def comparison_tables(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """{task: Markdown table} of `comparison_rows`."""
+    return {task: "\n".join(["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+                            + ["| " + " | ".join(line) + " |" for line in lines])
+            for task, lines in comparison_rows(rows).items()}
+
+
+def verdict_text(task_verdict: Mapping[str, float]) -> str:
+    return ("Distillation minus no distillation, partial-set AUROC, mean over seeds: " +
+            ", ".join(f"{HEAD_NAMES.get(h, h)} {d:+.3f}" for h, d in sorted(task_verdict.items())) + ".")
+
+
+def distillation_section(path: str | Path) -> Section | None:
+    """The index report's MIND comparison section from bench/distill_compare.py's rows.json at
+    `path` (<eval.reports_dir>/distillation/rows.json); None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text())
+    verdict = distillation_verdict(rows)
+    section = Section("distillation", "MIND distillation: student, teachers and the default model")
+    for task, lines in comparison_rows(rows).items():
+        section.blocks.append(Table(f"distillation-{task}", HEADER, lines, label_columns=2, caption=
+                                    f"{task}: mean ± SD over seeds (test sets); teachers and ensembles are "
+                                    "trained once. Routed: fused with an X-ray, EHR without (partial set). "
+                                    + verdict_text(verdict.get(task, {}))))
+    return section
 
 
 def distillation_verdict(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

@@ -343,3 +343,25 @@ def test_logits_frame_round_trips(tmp_path):
     assert table.stay_ids.tolist() == [1, 2, 3] and table.members == {"e": "ehr", "c": "cxr"}
     np.testing.assert_allclose(table.logits["e"][:, 0], [0.2, 0.3, 0.1], rtol=1e-6)
     assert np.isnan(table.logits["c"][0, 0])
+
+
+# ---- the comparison table ----------------------------------------------------------------------
+def test_the_comparison_table_averages_seeds_and_states_the_verdict(tmp_path):
+    import json
+
+    from evaluation.distill_report import comparison_rows, distillation_section, distillation_verdict
+
+    rows = [{"task": "ihm", "model": model, "seed": seed, "set": "test_partial", "head": "routed",
+             "auroc": auroc, "auprc": 0.5, "parameters": 2_000_000, "ms_per_stay": 1.0}
+            for model, seed, auroc in (("student_distill", 1, 0.70), ("student_distill", 2, 0.74),
+                                       ("student_distill", 3, 0.72), ("student_plain", 1, 0.69),
+                                       ("student_plain", 2, 0.71), ("student_plain", 3, 0.70))]
+    table = comparison_rows(rows)["ihm"]
+    distilled = next(line for line in table if line[0].startswith("Student + distillation"))
+    assert distilled[2] == "3" and distilled[4] == "0.720 ± 0.020" and distilled[3] == "–"
+    assert distilled[7] == "2.00 M"
+    assert distillation_verdict(rows)["ihm"]["routed"] == pytest.approx(0.02)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    section = distillation_section(tmp_path / "rows.json")
+    assert "+0.020" in section.blocks[0].caption
+    assert distillation_section(tmp_path / "absent.json") is None
