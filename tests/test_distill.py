@@ -349,7 +349,11 @@ def test_logits_frame_round_trips(tmp_path):
 def test_the_comparison_table_averages_seeds_and_states_the_verdict(tmp_path):
     import json
 
-    from evaluation.distill_report import comparison_rows, distillation_section, distillation_verdict
+    from evaluation.distill_report import (
+        comparison_rows,
+        distillation_section,
+        distillation_verdict,
+    )
 
     rows = [{"task": "ihm", "model": model, "seed": seed, "set": "test_partial", "head": "routed",
              "auroc": auroc, "auprc": 0.5, "parameters": 2_000_000, "ms_per_stay": 1.0}

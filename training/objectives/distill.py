@@ -25,7 +25,6 @@ table the regime loaded at the start of the run (training/teacher_logits.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -113,6 +112,3 @@ class Distill(Supervised):
         for name, value in self.distillation_terms(step).items():
             loss = loss.plus(name, self.weight * value)
         return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
