@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from data_prep import paths
 from data_prep.cxr.cache import EXCLUSIONS_FILE, IMAGES_FILE, INDEX_FILE, SUMMARY_FILE
 from data_prep.errors import PipelineInputError, StaleInputError
+from data_prep.sampling import LengthBucketBatchSampler
 from data_prep.transforms import build_transform, seed_transform, seed_worker
 
 SETTINGS = ("paired", "partial")
@@ -244,9 +245,18 @@ def build_dataloader(cfg: DictConfig, task: str, split: str, setting: str, train
 
 def loader_for(dataset: MultimodalDataset, *, batch_size: int, num_workers: int, train: bool,
                sampler: Sampler | None = None, generator: torch.Generator | None = None,
-               pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+               pin_memory: bool = False, drop_last: bool = False, length_pool: int = 0) -> DataLoader:
     """The one DataLoader configuration (collate, worker seeding) that training, the tests and
-    bench/loader.py share, so the benchmark measures the loader training actually uses."""
+    bench/loader.py share, so the benchmark measures the loader training actually uses.
+
+    `length_pool` > 0 (and no `sampler`) batches stays of similar EHR length
+    (data_prep/sampling.py): pools of that many batches when training, one sorted pass otherwise.
+    """
+    if length_pool > 0 and sampler is None:
+        batches = LengthBucketBatchSampler(dataset.ehr_lengths, batch_size, shuffle=train, pool=length_pool,
+                                           drop_last=drop_last, generator=generator)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate,
+                          worker_init_fn=seed_worker, generator=generator, pin_memory=pin_memory)
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, num_workers=num_workers, collate_fn=collate,
                       worker_init_fn=seed_worker, generator=generator, pin_memory=pin_memory,

@@ -113,6 +113,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | os.PathLike[str], content: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+
+
 def write_parquet(path: str | os.PathLike[str], frame: Any) -> None:
     """Write a pandas DataFrame or a pyarrow Table to parquet atomically."""
     import pyarrow as pa

@@ -82,6 +82,7 @@ RANGE_RULES: dict[str, Range] = {
     "train.lr": Range(low=0, low_open=True),
     "train.weight_decay": Range(low=0),
     "train.num_workers": COUNT,
+    "train.length_pool": COUNT,
     "train.grad_clip": Range(low=0, nullable=True),
     "train.stop_after_epoch": Range(low=1, integer=True, nullable=True),
     "train.early_stopping.patience": COUNT,
@@ -121,6 +122,15 @@ def validate_config(cfg: DictConfig) -> None:
             raise PipelineInputError(f"{key}={value!r}: expected one of {', '.join(choices)}")
     for check in _CHECKS.values():
         check(cfg)
+
+
+@register_check("threads")
+def _check_threads(cfg: DictConfig) -> None:
+    """`train.threads`: `auto` or a positive integer (training/threads.py)."""
+    value = OmegaConf.select(cfg, "train.threads", default=_ABSENT)
+    if value is _ABSENT or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    raise PipelineInputError(f"train.threads={value!r}: expected 'auto' or a positive integer")
 
 
 @register_check("relations")

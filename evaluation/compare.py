@@ -27,8 +27,8 @@ def _aligned(a: Predictions, b: Predictions) -> Predictions | None:
     frame = frame.reset_index()
     same = (np.array_equal(frame["subject_id"].to_numpy(), a.frame["subject_id"].to_numpy())
             and np.array_equal(frame["has_cxr"].to_numpy(bool), a.frame["has_cxr"].to_numpy(bool))
-            and np.array_equal(Predictions(frame, b.labels).y(), a.y()))
-    return Predictions(frame, b.labels) if same else None
+            and np.array_equal(Predictions(frame, b.labels, b.heads).y(), a.y()))
+    return Predictions(frame, b.labels, b.heads) if same else None
 
 
 def paired_run_differences(experiment: Predictions, reference: Predictions, settings: EvalSettings

@@ -31,9 +31,10 @@ class Experiment:
     metrics: dict[str, dict] = field(default_factory=dict)  # task -> flat metrics.json
 
 
-def run_exp_show(repo: str | Path = ".") -> list | None:
-    """`dvc exp show --json` parsed, or None if DVC is unavailable or fails (no git, no DVC)."""
-    command = [sys.executable, "-m", "dvc", "exp", "show", "--json"]
+def run_exp_show(repo: str | Path = ".", all_commits: bool = False) -> list | None:
+    """`dvc exp show --json` parsed, or None if DVC is unavailable or fails (no git, no DVC).
+    `all_commits` adds the experiments of every commit, newest commit first (`-A`)."""
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["-A"] if all_commits else [])]
     try:
         done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -67,10 +68,15 @@ def _experiment(entry: dict, name: str, kind: str) -> Experiment | None:
     return Experiment(name=name, rev=str(entry.get("rev", "")), kind=kind, params=params, metrics=metrics)
 
 
+UNFINISHED = ("queued", "running", "failed")
+
+
 def parse_exp_show(shown: list) -> list[Experiment]:
-    """Flatten the JSON into rows: the workspace, each baseline commit, and its experiments.
+    """Flatten the JSON into rows: the workspace, each baseline commit, and its finished experiments.
 
     A running experiment shows up with rev "workspace"; it is the workspace row, not a second one.
+    Queued, running and failed experiments are left out: until an experiment has run, DVC shows
+    it with its baseline's outputs and metrics, which would read as the experiment's own.
     """
     rows: list[Experiment] = []
     for commit in shown or []:
@@ -80,6 +86,8 @@ def parse_exp_show(shown: list) -> list[Experiment]:
         if row:
             rows.append(row)
         for group in commit.get("experiments") or []:
+            if str((group.get("executor") or {}).get("state", "")).lower() in UNFINISHED:
+                continue
             for exp in group.get("revs") or []:
                 if exp.get("rev") == WORKSPACE:
                     continue

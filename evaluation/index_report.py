@@ -56,6 +56,22 @@ def paired_differences(experiments: list[Experiment], tasks: list[str], config: 
     return differences
 
 
+def study_sections_found(study_root: Path) -> list:
+    """The sections of every study reported under reports/study/<grid>/summary.json
+    (`python -m evaluation.study report <grid>`), so the comparison report shows the same
+    seed-aggregated numbers as docs/results.md."""
+    from evaluation.study.grids import GRIDS
+    from evaluation.study.render import study_sections
+
+    sections = []
+    for path in sorted(study_root.glob("*/summary.json")):
+        summary = read_json(path, "study summary")
+        grid = GRIDS.get(path.parent.name)
+        if isinstance(summary, dict) and grid is not None:
+            sections += study_sections(grid, summary)
+    return sections
+
+
 def write_index(config: dict, out_path: str | Path, repo: str | Path = ".",
                 exp_show: list | None | bool = True, with_differences: bool = True) -> Path:
     """exp_show: True runs `dvc exp show --json`; a list uses it; None/False means none."""
@@ -74,6 +90,7 @@ def write_index(config: dict, out_path: str | Path, repo: str | Path = ".",
     available = [t for t in tasks if (reports / t / "report.html").is_file()]
     document = build_index_document(tasks, available, experiments, differences,
                                     is_synthetic(config), exp_show_worked=bool(shown))
+    document.sections += study_sections_found(reports / "study")
     distillation = distillation_section(reports / "distillation" / "rows.json")  # bench/distill_compare.py
     if distillation is not None:
         document.sections.append(distillation)

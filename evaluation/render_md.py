@@ -32,6 +32,11 @@ def _section(section: Section) -> str:
     return "\n\n".join([f"## {section.title}"] + [_block(b) for b in section.blocks])
 
 
+def render_sections(sections: list[Section]) -> str:
+    """Sections alone, for a block inside another Markdown file (docs/results.md)."""
+    return "\n\n".join(_section(s) for s in sections) + "\n"
+
+
 def render_markdown(document: Document, footer: str = "") -> str:
     parts = [f"# {document.title}", f"*{document.subtitle}*"]
     if document.banner:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.registry import Registry
 
@@ -24,8 +23,13 @@ def list_ehr_encoders(pattern: str = "*") -> list[str]:
 class LSTMEncoder(nn.Module):
     """MedFuse's EHR encoder: stacked LSTM, the last layer's final hidden state, dropout.
 
-    Sequences are packed, so the zero padding after a stay's true length never reaches
-    the recurrence: the embedding of a stay does not depend on the batch it lands in.
+    The embedding is the top layer's output at each stay's last true hour. The recurrence is
+    causal, so the zero padding after that hour never reaches it: the embedding of a stay
+    does not depend on the batch it lands in (tests/test_models.py checks this), exactly as
+    with a packed sequence. We run the padded batch rather than a PackedSequence because
+    torch's CPU LSTM backward over a packed batch slices the input once per time step and
+    zero-fills a full-size gradient for every slice: quadratic in the sequence length, 76%
+    of a phenotyping step over whole stays (bench/RESULTS.md, "Phenotyping profile").
     Dropout applies to the final hidden state only, as in MedFuse (Hayat et al., 2022).
     """
 
@@ -49,7 +53,8 @@ class LSTMEncoder(nn.Module):
 
     def forward(self, ehr: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`ehr` [B, T, F] zero-padded, `lengths` [B] true lengths -> [B, hidden_size]."""
-        lengths = lengths.detach().to("cpu", torch.int64).clamp(min=1)
-        packed = pack_padded_sequence(ehr, lengths, batch_first=True, enforce_sorted=False)
-        _, (final_hidden, _) = self.lstm(packed)  # h_n comes back in the batch's original order
-        return self.dropout(final_hidden[-1])
+        lengths = lengths.detach().to("cpu", torch.int64).clamp(min=1, max=ehr.shape[1])
+        outputs, _ = self.lstm(ehr[:, : int(lengths.max())])  # [B, T_max, hidden]
+        last_hour = (lengths - 1).to(outputs.device)
+        final_hidden = outputs[torch.arange(outputs.shape[0], device=outputs.device), last_hour]
+        return self.dropout(final_hidden)

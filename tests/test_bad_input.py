@@ -260,6 +260,9 @@ CONFIG_CASES = {
     "negative learning rate": (["train.lr=-1"], "train.lr=-1: expected a number > 0"),
     "unknown schedule": (["train.schedule.name=cosin"], "train.schedule.name='cosin': unknown learning-rate "
                                                         "schedule (known: constant, cosine, step)"),
+    "zero threads": (["train.threads=0"], "train.threads=0: expected 'auto' or a positive integer"),
+    "threads not a number": (["train.threads=many"], "train.threads='many': expected 'auto' or a positive"),
+    "negative length pool": (["train.length_pool=-1"], "train.length_pool=-1: expected an integer >= 0"),
     "unknown setting": (["train.setting=both"], "train.setting='both': expected one of paired, partial"),
     "tolerance above 1": (["data.cxr.max_failure_fraction=2"], "data.cxr.max_failure_fraction=2: expected a "
                                                               "number >= 0 and <= 1"),

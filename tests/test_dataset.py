@@ -14,6 +14,7 @@ from data_prep.dataset import (
     build_dataloader,
     collate,
     label_names,
+    loader_for,
 )
 from data_prep.errors import PipelineInputError
 from data_prep.transforms import build_transform
@@ -215,3 +216,14 @@ def test_pair_cache_and_dataset_chain(tmp_path):
     assert [partial[i]["has_cxr"] for i in range(3)] == [True, False, True]   # stay 8: PA only
     assert torch.allclose(partial[2]["image"], torch.full((1, CROP, CROP), 180 / 255), atol=0.02)
     assert MultimodalDataset("ihm", "train", "paired", cfg).stay_ids.tolist() == [7, 9]
+
+
+def test_length_pooled_loader_visits_every_stay_once_in_similar_length_batches(cfg):
+    dataset = MultimodalDataset("phenotyping", "train", "partial", cfg)
+    loader = loader_for(dataset, batch_size=2, num_workers=0, train=True, length_pool=8,
+                        generator=torch.Generator().manual_seed(0))
+    stays = [int(s) for batch in loader for s in batch["stay_id"]]
+    assert sorted(stays) == sorted(dataset.stay_ids.tolist())
+    evaluation = loader_for(dataset, batch_size=2, num_workers=0, train=False, length_pool=8)
+    lengths = [int(n) for batch in evaluation for n in batch["ehr_lengths"]]
+    assert lengths == sorted(lengths)

@@ -120,6 +120,38 @@ def test_repro_then_swap_fusion(workspace):
 
 
 @pytest.mark.slow
+def test_quick_study_runs_through_the_dvc_queue_resumes_and_reports(workspace):
+    """`evaluation.study run quick` queues 6 experiments, runs them, and a second run queues
+    none; `report` aggregates them across seeds into the study page, docs and index.html."""
+    repo, env = workspace
+    run(dvc("repro"), repo, env)  # data stages cached first (a no-op after the test above)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "before the study", "--allow-empty"], repo, env)
+    study = [sys.executable, "-m", "evaluation.study"]
+    output = run([*study, "run", "quick", "--jobs", "2"], repo, env)
+    assert "study quick: 6 done, 0 queued or running, 0 failed before, 0 to queue" in output
+    queue_log = repo / "reports" / "study" / "quick" / "queue.log"
+    size = queue_log.stat().st_size
+    again = run([*study, "run", "quick"], repo, env)
+    assert "6 done" in again and "0 to queue" in again
+    assert "Running stage 'train@" not in queue_log.read_text()[size:], "a finished cell was retrained"
+
+    run([*study, "report", "quick", "--docs", "docs/results.md"], repo, env)
+    summary = json.loads((repo / "reports" / "study" / "quick" / "summary.json").read_text())
+    assert set(summary["tasks"]) == set(TASKS)
+    for task in TASKS:
+        methods = {m["method"]: m for m in summary["tasks"][task]["methods"]}
+        assert set(methods) == {"none", "miles", "unimodal cxr"}
+        assert all(m["seeds"] == [1, 2] for m in methods.values())
+        assert methods["miles"]["heads"]["fused"]["diff"]["auroc"]["n_seeds"] == 2
+        assert "vs_alone" in methods["none"]["heads"]["cxr"]
+    docs = (repo / "docs" / "results.md").read_text()
+    index = (repo / "reports" / "index.html").read_text()
+    value = f"{methods['miles']['heads']['fused']['auroc']['mean']:.3f}"
+    assert "<!-- study:quick:start -->" in docs and value in docs and value in index
+
+
+@pytest.mark.slow
 def test_distill_trains_the_teachers_once_and_reuses_them_for_other_student_settings(workspace):
     repo, env = workspace
     log = run(dvc("exp", "run", "-S", "regime=distill"), repo, env)

@@ -314,3 +314,19 @@ def test_lstm_encoder_respects_lengths():
     torch.testing.assert_close(noisy, clean)
     torch.testing.assert_close(alone, clean)
     assert not torch.allclose(clean[0], encoder(padded, torch.tensor([4, MAX_HOURS, 1]))[0])
+
+
+def test_lstm_encoder_equals_the_packed_sequences_final_hidden_state():
+    """The padded-batch encoder (fast CPU backward) computes MedFuse's packed-LSTM embedding."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from models.ehr_encoders import EHR_ENCODERS
+
+    torch.manual_seed(0)
+    encoder = EHR_ENCODERS.create("lstm", input_size=FEATURES, hidden_size=8, num_layers=2).eval()
+    lengths = torch.tensor([3, MAX_HOURS, 1, 5])
+    ehr = torch.randn(4, MAX_HOURS, FEATURES)
+    packed = pack_padded_sequence(ehr, lengths, batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        _, (final_hidden, _) = encoder.lstm(packed)
+        torch.testing.assert_close(encoder(ehr, lengths), final_hidden[-1])

@@ -197,7 +197,13 @@ EXP_SHOW = [
      "experiments": [{"name": "brisk-owls", "executor": None, "revs": [{
          "rev": "b" * 40, "name": "brisk-owls", "error": None, "experiments": None, "data": {
              "params": {"params.yaml": {"data": {"fusion": {"name": "gated"}, "balancing": {"name": "ogm_ge"}}}},
-             "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {"test_paired/fused/auroc": 0.79}}}}}]}]},
+             "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {"test_paired/fused/auroc": 0.79}}}}}]},
+         # queued: DVC shows it with the baseline's metrics, which must not read as its own
+         {"name": "still-queued", "executor": {"state": "queued"}, "revs": [{
+             "rev": "c" * 40, "name": "still-queued", "error": None, "experiments": None, "data": {
+                 "params": {"params.yaml": {"data": {"fusion": {"name": "late"}}}},
+                 "metrics": {"reports/in_hospital_mortality/metrics.json": {"data": {
+                     "test_paired/fused/auroc": 0.812}}}}}]}]},
 ]
 
 
@@ -242,6 +248,9 @@ def test_paired_differences_between_runs(tmp_path):
     assert worse["fused"]["auroc"].ci_high < 0 and worse["ehr"]["auroc"].value == 0
     other_stays = frame.assign(stay_id=frame["stay_id"] + 1)
     assert paired_run_differences(predictions_from_frame(other_stays, "other"), reference, settings) is None
+    cxr_alone = frame.drop(columns=["p_ehr_in_hospital_mortality", "p_fused_in_hospital_mortality"])
+    unimodal = paired_run_differences(predictions_from_frame(cxr_alone, "cxr alone"), reference, settings)
+    assert set(unimodal) == {"cxr"} and unimodal["cxr"]["auroc"].value == 0  # a unimodal run: its one head
 
 
 @pytest.mark.parametrize("case", ["no_images", "no_events", "tiny"])

@@ -51,6 +51,7 @@ from training.distributed import DistContext, init_distributed, shutdown
 from training.engine import Engine, TrainingDivergedError, configure_determinism
 from training.predictions import predict, predictions_frame
 from training.regimes import Regime, build_regime
+from training.threads import configure_threads
 
 log = logging.getLogger(__name__)
 __all__ = ["FitResult", "TrainingDivergedError", "fit", "fit_epochs", "main"]
@@ -74,13 +75,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 # ---- set-up ---------------------------------------------------------------------------------
 def make_loader(dataset: MultimodalDataset, cfg: DictConfig, ctx: DistContext, train: bool,
                 generator: torch.Generator) -> DataLoader:
-    """Training loaders shuffle (DistributedSampler under DDP); evaluation keeps the order."""
+    """Training loaders shuffle (DistributedSampler under DDP); both batch stays of similar EHR
+    length when `train.length_pool` > 0 on one process (DDP keeps its sampler's shards)."""
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train,
                                  seed=int(cfg.train.seed), drop_last=False) if ctx.distributed else None
     batch_size = int(cfg.train.batch_size) * (1 if train else 2)
     return loader_for(dataset, batch_size=batch_size, num_workers=int(cfg.train.num_workers),
                       train=train, sampler=sampler, generator=generator,
-                      pin_memory=ctx.device.type == "cuda", drop_last=train and len(dataset) > batch_size)
+                      pin_memory=ctx.device.type == "cuda", drop_last=train and len(dataset) > batch_size,
+                      length_pool=int(cfg.train.get("length_pool", 0)))
 
 
 def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int) -> None:
@@ -224,6 +227,7 @@ def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext,
     run_dir = run_dir or paths.run_dir(cfg, task)
     last_path, best_path = run_dir / "last.pt", run_dir / "model.pt"
     configure_determinism(bool(cfg.train.get("deterministic", True)), ctx.device)
+    configure_threads(cfg.train.get("threads", "auto"))
     seed = int(cfg.train.seed)
     if ctx.is_main and run_dir.is_dir():
         remove_stale_temporaries(run_dir)  # half-written checkpoints of a killed run

@@ -1,0 +1,87 @@
+"""The study command: run a named grid through DVC's queue, show its status, report it.
+
+    python -m evaluation.study run GRID [--jobs N]     # resumable: run it again to continue
+    python -m evaluation.study status GRID
+    python -m evaluation.study report GRID [--docs docs/results.md] [--split val]
+    python -m evaluation.study list
+
+`run` queues every cell of the grid that has no experiment yet on this commit and runs the
+queue with N parallel jobs (each on one CPU thread). `report` fetches the finished cells from
+DVC, aggregates them across seeds and writes reports/study/<grid>/{summary.json, results.md,
+index.html}; with --docs it also replaces the grid's block in that Markdown file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from data_prep.config import load_config, run_stage
+from evaluation.assess import EvalSettings
+from evaluation.study.grids import GRIDS, get_grid
+
+log = logging.getLogger(__name__)
+
+
+def study_dir(config: dict, grid: str) -> Path:
+    return Path(config["eval"]["reports_dir"]) / "study" / grid
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.study", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("run", "status", "report", "list"))
+    parser.add_argument("grid", nargs="?", default="quick", help=f"one of {', '.join(GRIDS)}")
+    parser.add_argument("--jobs", type=int, help="parallel experiments (default: the grid's)")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="DVC repository (default: .)")
+    parser.add_argument("--params", default="params.yaml", help="settings file (eval, task names)")
+    parser.add_argument("--docs", type=Path, help="Markdown file whose study block `report` replaces")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="`report` on the test split (default) or on validation (for choosing settings)")
+    parser.add_argument("--no-collect", action="store_true", help="`report` from the cells already collected")
+    return parser
+
+
+def main() -> None:
+    args = get_args_parser().parse_args()
+    if args.command == "list":
+        for grid in GRIDS.values():
+            print(f"{grid.name}: {len(grid.cells())} experiments. {grid.description} Budget: {grid.budget}.")
+        return
+    grid = get_grid(args.grid)
+    config = OmegaConf.to_container(load_config(args.repo / args.params), resolve=True)
+    folder = study_dir(config, grid.name)
+    if args.command == "run":
+        from evaluation.study.runner import run_grid
+
+        status = run_grid(grid, args.repo, jobs=args.jobs, log_dir=folder)
+        print(f"study {grid.name}: {status.line()}")
+        if status.failed or status.missing:
+            raise SystemExit(f"study {grid.name}: {len(status.failed) + len(status.missing)} experiments did "
+                             f"not finish; see {folder / 'queue.log'} and run the command again")
+    elif args.command == "status":
+        from evaluation.study.runner import grid_status
+
+        print(f"study {grid.name}: {grid_status(grid, args.repo).line()}")
+    else:
+        from evaluation.study.aggregate import aggregate
+        from evaluation.study.collect import collect
+        from evaluation.study.render import write_study_report
+
+        tasks = [str(task) for task in config["task"]["names"]]
+        if not args.no_collect:
+            collect(grid, args.repo, folder, tasks)
+        summary = aggregate(grid, folder, tasks, EvalSettings.from_config(config["eval"]), args.split)
+        for path in write_study_report(grid, summary, folder, docs=args.docs):
+            print(f"wrote {path}")
+        if args.split == "test":  # the comparison report shows every study's test-set tables
+            from evaluation.index_report import write_index
+
+            index = Path(config["eval"]["reports_dir"]) / "index.html"
+            print(f"wrote {write_index(config, index, repo=args.repo)}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,154 @@
+"""Named study grids: which experiments a study runs, on which twin, with which seeds.
+
+A cell is one `dvc exp run` (both tasks): the grid's `base` overrides (twin size, epochs),
+one value of every factor, one seed, and `train.threads=1` (jobs run side by side, one core
+each: training/threads.py). `references` are extra cells crossed with the seeds only, such
+as the unimodal models of the greedy-learning measurement. A method is a cell without its
+seed; `reference_method` is what every other method is compared against (balancing=none).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from data_prep.errors import PipelineInputError
+
+
+def study_balancers() -> tuple[str, ...]:
+    """none, miles, then every other registered balancer: a new one joins the study by itself."""
+    from training.balancers import list_balancers
+
+    return ("none", "miles", *(name for name in list_balancers() if name not in ("none", "miles")))
+
+
+UNIMODAL_REFERENCES = (("regime=unimodal", "regime.modality=ehr"), ("regime=unimodal", "regime.modality=cxr"))
+CELL_OVERRIDES = ("train.threads=1",)
+# The study-sized twin: 8x the default's patients, so the paired IHM test set holds about
+# 1,080 stays with an image and 140 deaths (the default's 135 and 17), and the paired
+# difference against `none` is estimated to about +-0.03 AUROC (docs/methods/study.md has
+# the arithmetic; phenotyping's macro AUROC is far tighter).
+STUDY_TWIN = ("data.synthetic.n_subjects=12000",)
+
+
+@dataclass(frozen=True)
+class Cell:
+    grid: str
+    method: tuple[str, ...]   # the overrides that name the method (no seed)
+    seed: int
+    base: tuple[str, ...]
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        return (*self.base, *self.method, f"train.seed={self.seed}", *CELL_OVERRIDES)
+
+    @property
+    def method_label(self) -> str:
+        return method_label(self.method)
+
+    @property
+    def name(self) -> str:
+        """The experiment's name: `<grid>-<method slug>-s<seed>`, a valid git ref component."""
+        return f"{self.grid}-{slug(self.method)}-s{self.seed}"
+
+
+def method_label(method: tuple[str, ...]) -> str:
+    """`balancing=miles fusion=joint` -> "miles · joint"; unimodal -> "unimodal cxr"."""
+    values = dict(override.split("=", 1) for override in method)
+    if values.get("regime") == "unimodal":
+        return f"unimodal {values.get('regime.modality', 'ehr')}"
+    return " · ".join(value for key, value in values.items() if key != "regime")
+
+
+def slug(method: tuple[str, ...]) -> str:
+    """Values joined by "-"; a nested key adds its last part (`balancing.tau=0.1` -> tau0p1)."""
+    parts = []
+    for override in method:
+        key, value = override.split("=", 1)
+        parts.append(f"{key.rsplit('.', 1)[1]}{value}" if "." in key and key != "regime.modality" else value)
+    text = "-".join(parts)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace(".", "p")).strip("-")
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    factors: dict[str, tuple[str, ...]]
+    seeds: tuple[int, ...]
+    base: tuple[str, ...] = ()
+    references: tuple[tuple[str, ...], ...] = ()
+    reference_method: tuple[str, ...] = ("balancing=none",)
+    jobs: int = 2
+    budget: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def methods(self) -> list[tuple[str, ...]]:
+        keys = list(self.factors)
+        crossed = [tuple(f"{key}={value}" for key, value in zip(keys, values, strict=True))
+                   for values in itertools.product(*(self.factors[key] for key in keys))]
+        return crossed + list(self.references)
+
+    def cells(self) -> list[Cell]:
+        return [Cell(self.name, method, seed, self.base) for method in self.methods() for seed in self.seeds]
+
+    def reference_of(self, method: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The method `method` is compared against: the same cell with the reference's values
+        where the grid has it (for `balancing=miles fusion=gated`, `balancing=none
+        fusion=gated`), else the reference method itself; None for the reference and for the
+        unimodal models."""
+        if method in self.references and method != self.reference_method:
+            return None
+        values = dict(override.split("=", 1) for override in method)
+        values.update(override.split("=", 1) for override in self.reference_method)
+        derived = tuple(f"{key}={value}" for key, value in values.items())
+        for candidate in (derived, self.reference_method):
+            if candidate != method and candidate in self.methods():
+                return candidate
+        return None
+
+
+GRIDS: dict[str, Grid] = {}
+
+
+def register_grid(grid: Grid) -> Grid:
+    GRIDS[grid.name] = grid
+    return grid
+
+
+def get_grid(name: str) -> Grid:
+    if name not in GRIDS:
+        raise PipelineInputError(f"study grid {name!r}: expected one of {', '.join(GRIDS)}")
+    return GRIDS[name]
+
+
+register_grid(Grid(
+    "quick", "Smoke test of the study machinery: none vs MILES, joint fusion, 2 seeds, unimodal "
+    "CXR reference, on whatever twin params.yaml says (the tests shrink it).",
+    factors={"balancing": ("none", "miles")}, seeds=(1, 2),
+    references=(UNIMODAL_REFERENCES[1],), budget="minutes on the tests' tiny twin"))
+
+register_grid(Grid(
+    "greedy", "Issue 15 item 1: is the image branch under-trained by joint training? The jointly "
+    "trained multi-head model without balancing against each encoder trained alone, on the "
+    "default twin.",
+    factors={"balancing": ("none",), "fusion": ("joint",)}, seeds=(1, 2, 3),
+    references=UNIMODAL_REFERENCES,
+    budget="9 experiments x about 4 CPU-minutes each: about 20-25 minutes with 2 jobs on the 2-core machine"))
+
+register_grid(Grid(
+    "main", "The balancing comparison: every balancer x two joint-fusion methods x 3 seeds x both "
+    "tasks on the study-sized twin, with the unimodal references.",
+    factors={"balancing": study_balancers(), "fusion": ("joint", "gated")}, seeds=(1, 2, 3),
+    base=STUDY_TWIN, references=UNIMODAL_REFERENCES,
+    budget="78 experiments x about 45 CPU-minutes: about 30 hours with 2 jobs on the 2-core machine "
+           "(estimate); about 1-2 hours on one GPU machine with 4-8 jobs"))
+
+register_grid(Grid(
+    "sensitivity", "MILES's threshold tau, rate factor mu and metric scale, joint fusion, 3 seeds, "
+    "on the default twin.",
+    factors={"balancing": ("miles",), "balancing.tau": ("0.05", "0.1", "0.2", "0.3"),
+             "balancing.mu": ("0.25", "0.5", "0.75"), "balancing.scale": ("raw", "chance_corrected")},
+    seeds=(1, 2, 3), references=(("balancing=none",),),
+    budget="75 experiments x about 4 CPU-minutes: about 2.5 hours with 2 jobs on the 2-core machine"))

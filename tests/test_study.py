@@ -1,0 +1,147 @@
+"""The study command's parts: grids, seed x patient aggregation, rendering (no DVC needed).
+
+The DVC path itself (queue, run, collect, report, resume) runs in tests/test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.errors import PipelineInputError
+from evaluation.assess import EvalSettings
+from evaluation.study.aggregate import SeedPatientBootstrap, aggregate
+from evaluation.study.collect import cell_dir
+from evaluation.study.grids import GRIDS, Grid, get_grid, study_balancers
+from evaluation.study.render import replace_block, verdict, write_study_report
+from training.balancers import list_balancers
+
+SETTINGS = EvalSettings.from_config({"n_bootstrap": 200, "seed": 7, "ci_level": 0.95, "min_cell_size": 10})
+
+
+def test_every_grid_has_unique_valid_names_and_the_main_grid_every_balancer():
+    for grid in GRIDS.values():
+        names = [cell.name for cell in grid.cells()]
+        assert len(names) == len(set(names)), grid.name
+        assert all(re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) for name in names), grid.name
+        assert all("train.threads=1" in cell.overrides for cell in grid.cells())
+    assert set(study_balancers()) == set(list_balancers())
+    main = get_grid("main")
+    assert set(main.factors["balancing"]) == set(list_balancers()) and len(main.factors["fusion"]) >= 2
+    assert len(main.seeds) >= 3
+    with pytest.raises(PipelineInputError, match="study grid 'nope': expected one of"):
+        get_grid("nope")
+
+
+def test_each_method_is_compared_with_none_under_the_same_other_settings():
+    main = get_grid("main")
+    assert main.reference_of(("balancing=miles", "fusion=gated")) == ("balancing=none", "fusion=gated")
+    assert main.reference_of(("balancing=none", "fusion=gated")) is None
+    assert main.reference_of(("regime=unimodal", "regime.modality=cxr")) is None
+    sensitivity = get_grid("sensitivity")
+    method = sensitivity.methods()[0]
+    assert sensitivity.reference_of(method) == ("balancing=none",)
+
+
+def test_seed_patient_bootstrap_mean_and_spread():
+    boot = SeedPatientBootstrap(400, 0)
+    patients_only = [np.full(400, 0.7) + np.random.default_rng(1).normal(0, 0.01, 400)] * 3
+    point, same = boot.mean([0.7, 0.7, 0.7], patients_only)
+    assert point == pytest.approx(0.7)
+    spread_seeds = [patients_only[0] - 0.05, patients_only[0], patients_only[0] + 0.05]
+    point, varied = boot.mean([0.65, 0.7, 0.75], spread_seeds)
+    assert point == pytest.approx(0.7)
+    assert np.ptp(np.percentile(varied, [2.5, 97.5])) > 2 * np.ptp(np.percentile(same, [2.5, 97.5]))
+
+
+def _write_cell(folder, name, task, y, probabilities, has_cxr, subjects, history):
+    frame = pd.DataFrame({"subject_id": subjects, "stay_id": np.arange(len(y)) + 100, "split": "test",
+                          "has_cxr": has_cxr, "y_death": y})
+    for head, p in probabilities.items():
+        frame[f"p_{head}_death"] = np.where(has_cxr | (head != "cxr"), p, np.nan)
+    target = cell_dir(folder, name, task)
+    target.mkdir(parents=True)
+    frame.to_parquet(target / "predictions.parquet")
+    (target / "history.json").write_text(json.dumps(history))
+
+
+def toy_grid() -> Grid:
+    return Grid("toy", "toy", factors={"balancing": ("none", "miles")}, seeds=(1, 2, 3),
+                references=(("regime=unimodal", "regime.modality=cxr"),))
+
+
+def _history(lr_cxr: float, seconds: float) -> list[dict]:
+    return [{"epoch": e, "lr_global": 1e-3, "lr_ehr": 1e-3, "lr_cxr": lr_cxr * 1e-3, "epoch_seconds": seconds}
+            for e in range(3)]
+
+
+@pytest.fixture()
+def toy_study(tmp_path):
+    """none: noisy heads; miles: a better CXR head; CXR alone: better still (greedy learning)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    subjects = np.repeat(np.arange(n // 2), 2)
+    has_cxr = rng.random(n) < 0.8
+    for seed in (1, 2, 3):
+        noise = np.random.default_rng(seed).normal(0, 1, (4, n))
+        weak, strong = y + 2.0 * noise[0], y + 0.6 * noise[1]
+        ehr = y + 0.8 * noise[2]
+        _write_cell(tmp_path, f"toy-none-s{seed}", "task", y, {"ehr": ehr, "cxr": weak, "fused": ehr + weak},
+                    has_cxr, subjects, _history(1.0, 10.0))
+        _write_cell(tmp_path, f"toy-miles-s{seed}", "task", y,
+                    {"ehr": ehr, "cxr": y + 1.0 * noise[0], "fused": ehr + y + 1.0 * noise[0]},
+                    has_cxr, subjects, _history(2.0, 11.0))
+        _write_cell(tmp_path, f"toy-unimodal-cxr-s{seed}", "task", y, {"cxr": strong}, has_cxr, subjects,
+                    _history(1.0, 5.0))
+    return tmp_path
+
+
+def test_aggregate_finds_the_planted_differences(toy_study):
+    summary = aggregate(toy_grid(), toy_study, ["task"], SETTINGS)["tasks"]["task"]
+    methods = {m["method"]: m for m in summary["methods"]}
+    assert set(methods) == {"none", "miles", "unimodal cxr"}
+    none, miles, alone = methods["none"], methods["miles"], methods["unimodal cxr"]
+    assert none["reference"] is None and miles["reference"] == "none" and alone["reference"] is None
+    assert set(alone["heads"]) == {"cxr"} and miles["heads"]["cxr"]["auroc"]["n_seeds"] == 3
+    cxr_gain = miles["heads"]["cxr"]["diff"]["auroc"]
+    assert cxr_gain["mean"] > 0 and cxr_gain["low"] > 0, "miles' better CXR head must show"
+    assert verdict(miles["heads"]["ehr"]["diff"]["auroc"]) == "no difference shown"  # same EHR head
+    greedy = none["heads"]["cxr"]["vs_alone"]["auroc"]
+    assert greedy["high"] < 0, "the jointly trained CXR head is worse than CXR alone"
+    assert miles["lr_trace"]["cxr"] == [2.0, 2.0, 2.0] and miles["cost_ratio"] == pytest.approx(1.1)
+    assert summary["n_stays"] == int(pd.read_parquet(cell_dir(toy_study, "toy-none-s1", "task")
+                                                     / "predictions.parquet")["has_cxr"].sum())
+
+
+def test_report_files_and_the_docs_block_say_the_same_and_are_replaced_in_place(toy_study, tmp_path):
+    grid = toy_grid()
+    summary = aggregate(grid, toy_study, ["task"], SETTINGS)
+    docs = tmp_path / "results.md"
+    docs.write_text("# Results\n\nIntro.\n\n<!-- study:toy:start -->\nold\n<!-- study:toy:end -->\n\nOutro.\n")
+    written = write_study_report(grid, summary, tmp_path / "out", docs=docs)
+    text = docs.read_text()
+    assert "old" not in text and text.count("<!-- study:toy:start -->") == 1 and "Outro." in text
+    miles_cxr = summary["tasks"]["task"]["methods"][1]["heads"]["cxr"]["auroc"]["mean"]
+    assert f"{miles_cxr:.3f}" in text and f"{miles_cxr:.3f}" in (tmp_path / "out" / "index.html").read_text()
+    assert "under-trained" in text
+    assert {p.name for p in written} == {"summary.json", "results.md", "index.html"}
+    write_study_report(grid, summary, tmp_path / "out", docs=docs)
+    assert docs.read_text() == text  # idempotent
+
+
+def test_replace_block_appends_when_the_markers_are_missing():
+    assert replace_block("# R\n", "g", "body").endswith("<!-- study:g:start -->\nbody\n<!-- study:g:end -->\n")
+
+
+def test_cells_with_other_test_stays_are_refused(toy_study):
+    other = cell_dir(toy_study, "toy-miles-s3", "task") / "predictions.parquet"
+    frame = pd.read_parquet(other)
+    frame["stay_id"] += 10_000
+    frame.to_parquet(other)
+    with pytest.raises(ValueError, match="toy-miles-s3: its test stays or labels differ"):
+        aggregate(toy_grid(), toy_study, ["task"], SETTINGS)
