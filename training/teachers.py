@@ -42,7 +42,7 @@ from training.teacher_logits import logits_frame, write_teacher_logits
 
 log = logging.getLogger(__name__)
 
-EXECUTION_KEYS = ("device", "amp", "channels_last", "num_workers", "deterministic", "runs_dir")
+EXECUTION_KEYS = ("device", "amp", "channels_last", "num_workers", "threads", "deterministic", "runs_dir")
 """train.* settings the teachers share with the student: where and how to run, not what to learn
 (dvc.yaml lists exactly these for teachers@<task>)."""
 STAGE_PARAMS = ("data.cxr.crop_size", "data.cxr.image_size", "data.cxr.augment", "data.cxr.normalize",
