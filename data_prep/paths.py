@@ -70,3 +70,13 @@ def membership_path(cfg: Mapping[str, Any], task: str) -> Path:
 def privacy_report_path(cfg: Mapping[str, Any], task: str) -> Path:
     """audit@<task>'s output: the attacks' success with CIs and the epsilon spent (DVC metrics)."""
     return report_dir(cfg, task) / "privacy.json"
+
+
+def teachers_dir(cfg: Mapping[str, Any], task: str) -> Path:
+    """teachers@<task>'s output: <member>/ (a unimodal run each), logits.parquet, teachers.json."""
+    return _get(cfg, "train", "runs_dir") / "teachers" / task
+
+
+def teacher_logits_path(cfg: Mapping[str, Any], task: str) -> Path:
+    """Every teacher's logits for every train/val/test stay of `task` (training/teacher_logits.py)."""
+    return teachers_dir(cfg, task) / "logits.parquet"

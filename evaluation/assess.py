@@ -24,12 +24,15 @@ from evaluation.metrics import Curves, curves
 from evaluation.scoring import HeadScores, score_head
 from evaluation.subgroups import SUBGROUPS, level_order
 from evaluation.suppression import is_small
-from models.names import HEADS, head_is_defined_without_image
+from models.names import HEADS, ROUTED_HEAD, head_is_defined_without_image
 
 log = logging.getLogger(__name__)
 TEST_SETS = ("test_paired", "test_partial")
 DIFFERENCES = {"test_paired": (("fused", "ehr"), ("fused", "cxr")),
-               "test_partial": (("fused", "ehr"),)}
+               "test_partial": (("fused", "ehr"), (ROUTED_HEAD, "fused"))}
+# The routed prediction is the fused head wherever there is an image, so it is scored on the
+# partial set only (on the paired set it would repeat the fused head's row).
+SET_HEADS_SKIPPED = {"test_paired": (ROUTED_HEAD,), "test_partial": ()}
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def evaluate_set(predictions: Predictions, name: str, settings: EvalSettings
     heads: dict[str, HeadResult] = {}
     for head in predictions.heads:
         selected = head_rows(predictions, rows, head)
-        if not selected.any():
+        if not selected.any() or head in SET_HEADS_SKIPPED[name]:
             continue
         scores[head] = score_rows(predictions, selected, head, resamples)
         heads[head] = HeadResult(
@@ -214,7 +217,7 @@ def paired_curves(predictions: Predictions) -> dict[str, Curves]:
     """ROC/PR points per head on the paired set; several labels pooled (micro-average)."""
     rows = set_rows(predictions, "test_paired")
     return {head: curves(predictions.y(rows).ravel(), predictions.p(head, rows).ravel())
-            for head in predictions.heads if rows.any()}
+            for head in predictions.heads if rows.any() and head not in SET_HEADS_SKIPPED["test_paired"]}
 
 
 def evaluate_task(task: str, predictions: Predictions, demographics: pd.DataFrame | None,

@@ -8,6 +8,7 @@ from pathlib import Path
 from data_prep.io import write_text
 from evaluation.assess import EvalSettings
 from evaluation.compare import paired_run_differences
+from evaluation.distill_report import distillation_section
 from evaluation.experiments import (
     Experiment,
     experiment_predictions,
@@ -90,6 +91,9 @@ def write_index(config: dict, out_path: str | Path, repo: str | Path = ".",
     document = build_index_document(tasks, available, experiments, differences,
                                     is_synthetic(config), exp_show_worked=bool(shown))
     document.sections += study_sections_found(reports / "study")
+    distillation = distillation_section(reports / "distillation" / "rows.json")  # bench/distill_compare.py
+    if distillation is not None:
+        document.sections.append(distillation)
     out_path = Path(out_path)
     write_text(out_path, render_html(document, footer="Built by `python -m evaluation.report`."))
     log.info("wrote %s (%d runs)", out_path, len(experiments))

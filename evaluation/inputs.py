@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from data_prep.errors import PipelineInputError
-from models.names import HEADS, MODALITIES, head_is_defined_without_image
+from models.names import HEADS, MODALITIES, ROUTED_HEAD, head_is_defined_without_image
 
 ID_COLUMNS = ("subject_id", "stay_id", "split", "has_cxr")
 HEAD_SETS = (HEADS, *((modality,) for modality in MODALITIES))  # multi-head, or one unimodal head
@@ -31,7 +31,8 @@ class Predictions:
 
     frame: pd.DataFrame  # subject_id, stay_id, has_cxr, plus y_/p_ columns; test split only
     labels: list[str]
-    heads: tuple[str, ...] = HEADS  # the heads the model has (a unimodal model: its one head)
+    heads: tuple[str, ...] = HEADS  # the heads the model has (a unimodal model: its one head),
+    # then ROUTED_HEAD where the file has the routed prediction (training/predictions.py)
 
     def y(self, rows: np.ndarray | None = None) -> np.ndarray:
         return self._matrix("y_", rows)
@@ -65,6 +66,8 @@ def predictions_from_frame(frame: pd.DataFrame, path: str, split: str = "test") 
         missing = next(f"p_{head}_{labels[0]}" for head in HEADS if head not in heads)
         raise PipelineInputError(f"{path}: missing column {missing!r} (expected p_<head>_<label> for the heads "
                                  f"{', '.join(HEADS)} of a multi-head model, or the one head of a unimodal model)")
+    if any(f"p_{ROUTED_HEAD}_{label}" in frame.columns for label in labels):
+        heads = (*heads, ROUTED_HEAD)  # optional: files written before routing have none
     for head in heads:
         for label in labels:
             if f"p_{head}_{label}" not in frame.columns:

@@ -21,8 +21,9 @@ from data_prep.io import write_text  # noqa: E402
 from evaluation.calibration import Calibration  # noqa: E402
 from evaluation.metrics import Curves  # noqa: E402
 
-HEAD_NAMES = {"ehr": "EHR only", "cxr": "Chest X-ray only", "fused": "Fused (EHR + CXR)"}
-HEAD_COLOURS = {"ehr": "#1f77b4", "cxr": "#ff7f0e", "fused": "#2ca02c"}
+HEAD_NAMES = {"ehr": "EHR only", "cxr": "Chest X-ray only", "fused": "Fused (EHR + CXR)",
+              "routed": "Routed (fused with an X-ray, else EHR)"}
+HEAD_COLOURS = {"ehr": "#1f77b4", "cxr": "#ff7f0e", "fused": "#2ca02c", "routed": "#d62728"}
 MODALITY_COLOURS = {"ehr": "#1f77b4", "cxr": "#ff7f0e", "shared": "#7f7f7f", "delta": "#9467bd"}
 
 

@@ -24,7 +24,8 @@ TASK_TITLES = {"in_hospital_mortality": "In-hospital mortality (first 48 hours o
                "phenotyping": "Phenotyping (25 acute and chronic conditions)"}
 TASK_PHRASES = {"in_hospital_mortality": "in-hospital mortality",
                 "phenotyping": "25 acute and chronic conditions (phenotypes)"}
-DIFFERENCE_NAMES = {"fused_minus_ehr": "Fused - EHR only", "fused_minus_cxr": "Fused - CXR only"}
+DIFFERENCE_NAMES = {"fused_minus_ehr": "Fused - EHR only", "fused_minus_cxr": "Fused - CXR only",
+                    "routed_minus_fused": "Routed - Fused"}
 CONFIG_GROUPS = ("fusion", "balancing", "model", "train", "eval")
 
 

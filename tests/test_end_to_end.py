@@ -26,6 +26,9 @@ TINY = {
     "model": {"ehr": {"hidden_size": 32}, "cxr": {"name": "resnet18"}, "embed_dim": 32},
     "train": {"epochs": 2, "batch_size": 32},
     "eval": {"n_bootstrap": 50},
+    "teachers": {"train": {"epochs": 1},
+                 "members": {"ehr_lstm128": {"enabled": False}, "ehr_lstm256": {"enabled": False},
+                             "cxr_resnet34": {"enabled": False}}},
 }
 
 
@@ -163,3 +166,17 @@ def test_private_training_and_the_audit_run_through_dvc(workspace):
         for head, entry in privacy["heads"].items():
             assert 0 <= entry["threshold"]["auroc"]["value"] <= 1, head
         assert "Privacy" in (repo / "reports" / task / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_distill_trains_the_teachers_once_and_reuses_them_for_other_student_settings(workspace):
+    repo, env = workspace
+    log = run(dvc("exp", "run", "-S", "regime=distill"), repo, env)
+    for task in TASKS:
+        assert f"Running stage 'teachers@{task}'" in log and f"Running stage 'train@{task}'" in log
+        assert (repo / "runs" / "teachers" / task / "logits.parquet").is_file()
+        metrics = json.loads((repo / "reports" / task / "metrics.json").read_text())
+        assert metrics["test_partial/routed/auroc"] is not None  # the routed partial-set prediction
+    log = run(dvc("exp", "run", "-S", "regime=distill", "-S", "regime.temperature=4.0"), repo, env)
+    assert "Running stage 'teachers@" not in log, "a student setting retrained the teachers"
+    assert "Running stage 'train@" in log

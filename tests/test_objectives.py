@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import pytest
 import torch
-from training_fakes import ToyModel, balanced_step, toy_batch
+from training_fakes import ToyModel, balanced_step, toy_batch, toy_objective_settings
 
 from data_prep.errors import PipelineInputError
 from models.losses import masked_multihead_bce
@@ -49,8 +49,9 @@ def test_registry_lists_supervised_and_rejects_unknown_names():
 def test_every_objective_gives_a_finite_differentiable_loss(name):
     torch.manual_seed(0)
     model = ToyModel()
-    objective = build_objective(name, model)
-    step = objective.forward(toy_batch())
+    batch = toy_batch()
+    objective = build_objective(toy_objective_settings(name, batch), model)
+    step = objective.forward(batch)
     loss = objective.loss(step, {"ehr": 1.0, "cxr": 1.0, "fused": 1.0})
     assert torch.isfinite(loss.total)
     loss.total.backward()

@@ -16,7 +16,7 @@ from data_prep.errors import PipelineInputError
 from data_prep.params import CONFIG_DIR, checked_compose, compose, to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("data", "task", "model", "fusion", "balancing", "regime", "privacy", "train", "eval")
+GROUPS = ("data", "task", "model", "fusion", "balancing", "regime", "privacy", "teachers", "train", "eval")
 
 
 def group_options(group: str) -> list[str]:

@@ -69,10 +69,14 @@ def test_unimodal_trains_alone_and_writes_the_predictions_contract(data_root, mo
     cfg = unimodal_config(data_root, modality)
     result = fit(cfg, TASK)
     predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
+    # its one head, and (EHR only: it serves every stay) the routed prediction, which is that head
+    routed = ("routed",) if modality == "ehr" else ()
     head_columns = {c.split("_")[1] for c in predictions.columns if c.startswith("p_")}
-    assert head_columns == {modality}
-    assert sorted(f"p_{modality}_{label}" for label in LABELS) == \
+    assert head_columns == {modality, *routed}
+    assert sorted(f"p_{head}_{label}" for head in (modality, *routed) for label in LABELS) == \
         sorted(c for c in predictions.columns if c.startswith("p_"))
+    for label in LABELS if routed else ():
+        assert predictions[f"p_routed_{label}"].equals(predictions[f"p_ehr_{label}"])
     labels = pd.read_parquet(data_root / "interim" / "tasks" / TASK / "labels.parquet")
     assert set(predictions["stay_id"]) == set(labels.loc[labels["split"].isin(["val", "test"]), "stay_id"])
     if modality == "cxr":
@@ -90,9 +94,9 @@ def test_unimodal_trains_alone_and_writes_the_predictions_contract(data_root, mo
     # evaluation scores it without special cases: its one head on the paired and partial sets
     evaluation = evaluate_task(TASK, read_predictions(result.run_dir / "predictions.parquet"), None,
                                EvalSettings(n_bootstrap=20, seed=0))
-    assert evaluation.heads == (modality,)
-    for result_set in evaluation.sets.values():
-        assert set(result_set.heads) == {modality}
+    assert evaluation.heads == (modality, *routed)
+    for name, result_set in evaluation.sets.items():
+        assert set(result_set.heads) == {modality, *(routed if name == "test_partial" else ())}
 
 
 def test_unimodal_cxr_trains_on_the_stays_with_an_image(data_root):

@@ -21,7 +21,7 @@ TASK = "in_hospital_mortality"
 # module -> the arguments it needs besides overrides
 STAGES = {"data_prep.synthesize": [], "data_prep.extract_ehr": [], "data_prep.build_tasks": [],
           "data_prep.ehr_tensors": ["--task", TASK], "data_prep.pair_cxr": ["--task", TASK],
-          "data_prep.cache_cxr": [], "training.train": ["--task", TASK],
+          "data_prep.cache_cxr": [], "training.teachers": ["--task", TASK], "training.train": ["--task", TASK],
           "evaluation.evaluate": ["--task", TASK], "evaluation.report": []}
 TASK_STAGES = [name for name, extra in STAGES.items() if "--task" in extra]
 

@@ -151,3 +151,30 @@ def balanced_step(balancer, batch, objective=None, zero_grad: bool = True):
         balancer.model.zero_grad()
     balancer.backward(step, loss, lambda x: x)
     return step, loss
+
+
+def toy_teachers(stay_ids, num_labels: int = 2, seed: int = 0, missing_image=()):
+    """A TeacherLogits table over `stay_ids`: two EHR and two CXR members with random logits,
+    the CXR members' logits NaN on the stays in `missing_image` (no image)."""
+    from training.teacher_logits import TeacherLogits
+
+    stay_ids = np.asarray(stay_ids, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    members = {"ehr_a": "ehr", "ehr_b": "ehr", "cxr_a": "cxr", "cxr_b": "cxr"}
+    has_cxr = ~np.isin(stay_ids, np.asarray(list(missing_image), dtype=np.int64))
+    logits = {m: rng.normal(size=(len(stay_ids), num_labels)).astype(np.float32) for m in members}
+    for m, modality in members.items():
+        if modality == "cxr":
+            logits[m][~has_cxr] = np.nan
+    return TeacherLogits(stay_ids=stay_ids, split=np.full(len(stay_ids), "train"), has_cxr=has_cxr,
+                         labels=np.zeros((len(stay_ids), num_labels), np.float32),
+                         label_names=[f"label{k}" for k in range(num_labels)], members=members, logits=logits)
+
+
+def toy_objective_settings(name: str, batch: dict[str, torch.Tensor]) -> dict[str, object]:
+    """Settings an objective needs beyond its name on toy batches (the distill objective: teacher
+    logits for the batch's stays, which gets stay_ids if it has none)."""
+    if name != "distill":
+        return {"name": name}
+    batch.setdefault("stay_id", torch.arange(len(batch["labels"]), dtype=torch.int64))
+    return {"name": name, "teachers": toy_teachers(batch["stay_id"].numpy(), batch["labels"].shape[1])}

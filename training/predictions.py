@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.names import head_is_defined_without_image
+from models.names import EHR_HEAD, FUSED_HEAD, ROUTED_HEAD, head_is_defined_without_image
 from training.distributed import DistContext
 
 
@@ -71,8 +71,19 @@ def predict(model: torch.nn.Module, loader: Iterable[dict[str, Any]], ctx: DistC
                          probs={head: merged[f"p_{head}"][first].astype(np.float32) for head in heads})
 
 
+def routed(probs: Mapping[str, np.ndarray], has_cxr: np.ndarray) -> np.ndarray | None:
+    """The routed prediction (models/names.py ROUTED_HEAD): the fused head on stays with an
+    image, the EHR head on stays without; a model with one head routes to it. None for a model
+    that cannot serve a stay without an image (a CXR-only model): routing would have to impute.
+    """
+    if FUSED_HEAD in probs:
+        return np.where(np.asarray(has_cxr, dtype=bool)[:, None], probs[FUSED_HEAD], probs[EHR_HEAD])
+    return probs[EHR_HEAD] if set(probs) == {EHR_HEAD} else None
+
+
 def predictions_frame(splits: Mapping[str, PredictionSet], label_names: list[str]) -> pd.DataFrame:
-    """The contract of runs/<task>/predictions.parquet (docs/architecture.md)."""
+    """The contract of runs/<task>/predictions.parquet (docs/architecture.md): the heads'
+    probabilities and, for every model that can serve a stay without an image, the routed one."""
     frames = []
     for split, preds in splits.items():
         columns: dict[str, object] = {"subject_id": preds.subject_id, "stay_id": preds.stay_id,
@@ -80,9 +91,10 @@ def predictions_frame(splits: Mapping[str, PredictionSet], label_names: list[str
                                       "has_cxr": preds.has_cxr}
         for k, name in enumerate(label_names):
             columns[f"y_{name}"] = preds.labels[:, k].astype(np.float32)
-        for head in preds.probs:
+        route = routed(preds.probs, preds.has_cxr)
+        for head, probs in {**preds.probs, **({ROUTED_HEAD: route} if route is not None else {})}.items():
             for k, name in enumerate(label_names):
-                values = pd.array(preds.probs[head][:, k], dtype="Float32")
+                values = pd.array(probs[:, k], dtype="Float32")
                 if not head_is_defined_without_image(head):
                     values[~preds.has_cxr] = pd.NA
                 columns[f"p_{head}_{name}"] = values

@@ -220,10 +220,12 @@ def fit(cfg: DictConfig, task: str, resume: bool = False, ctx: DistContext | Non
     return build_regime(cfg).run(task, resume=resume, ctx=ctx)
 
 
-def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> FitResult:
-    """The epoch loop every regime shares: train, validate, balance, keep the best, checkpoint."""
+def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext,
+               run_dir: Path | None = None) -> FitResult:
+    """The epoch loop every regime shares: train, validate, balance, keep the best, checkpoint.
+    `run_dir` defaults to runs/<task>/ (a teacher of teachers@<task> writes elsewhere)."""
     cfg = regime.cfg
-    run_dir = paths.run_dir(cfg, task)
+    run_dir = run_dir or paths.run_dir(cfg, task)
     last_path, best_path = run_dir / "last.pt", run_dir / "model.pt"
     configure_determinism(bool(cfg.train.get("deterministic", True)), ctx.device)
     configure_threads(cfg.train.get("threads", "auto"))
@@ -250,9 +252,9 @@ def fit_epochs(regime: Regime, task: str, resume: bool, ctx: DistContext) -> Fit
         model = privacy.prepare_model(model)
     model = model.to(ctx.device)
     ctx.broadcast_parameters(model)
-    engine = Engine.from_config(cfg, model, ctx, balancing=regime.balancing(), objective=regime.objective,
-                                privacy=privacy)
-    fingerprint = run_fingerprint(cfg, input_files(train_set.paths))
+    engine = Engine.from_config(cfg, model, ctx, balancing=regime.balancing(),
+                                objective=regime.objective_settings(task, train_set), privacy=privacy)
+    fingerprint = run_fingerprint(cfg, input_files(train_set.paths) + regime.input_files(task))
 
     progress = Progress()
     if resume:

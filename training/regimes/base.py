@@ -10,6 +10,7 @@ A regime whose control flow is not the epoch loop (federated rounds, say) overri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +48,18 @@ class Regime:
 
     def balancing(self) -> dict[str, Any]:
         return OmegaConf.to_container(self.cfg.balancing, resolve=True)  # type: ignore[return-value]
+
+    def objective_settings(self, task: str, train_set: Any) -> str | dict[str, Any]:
+        """What `build_objective` gets: `regime.objective`; a regime whose objective needs data
+        (the distillation regime's teacher logits) adds them here, checked against `train_set`."""
+        return self.objective
+
+    def input_files(self, task: str) -> list[Path]:
+        """Files beyond the dataset's that the run reads, for its resume fingerprint."""
+        return []
+
+    uses_teachers: ClassVar[bool] = False
+    """Whether teachers@<task> trains the teacher ensembles for this regime (training/teachers.py)."""
 
     @property
     def monitored_head(self) -> str:
