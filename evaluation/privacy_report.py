@@ -45,11 +45,15 @@ def privacy_section(privacy: dict[str, Any] | None, min_cell_size: int = 10) -> 
             if attack in entry:
                 rows.append([head, name, counts, _ci(entry[attack].get("auroc")),
                              *[_ci(entry[attack].get(f"tpr_at_fpr_{f:g}")) for f in fprs]])
+    references = int(privacy.get("reference_models", 0) or 0)
+    calibrated = (f"Calibrated attack: {references} reference models trained on the validation patients "
+                  "(docs/privacy.md)." if references else
+                  "Only the loss-threshold attack was run (privacy.audit.reference_models=0, the embedded "
+                  "default); set it to 2 or more for the calibrated attack (docs/privacy.md).")
     blocks = [Paragraph(guarantee),
               Paragraph("Membership-inference audit: can an attacker holding the model tell a training patient "
                         "from a test patient? An attack AUROC of 0.5 is chance; the TPR at a low FPR is the share "
-                        f"of training patients exposed while at most that share of outsiders is accused. "
-                        f"Calibrated attack: {privacy.get('reference_models', 0)} reference models trained on the "
-                        "validation patients (docs/privacy.md).", kind="note"),
+                        f"of training patients exposed while at most that share of outsiders is accused. {calibrated}",
+                        kind="note"),
               Table("privacy-audit", header, rows, caption="Attacks at the patient level, patient-level bootstrap CIs")]
     return Section("privacy", "Privacy", blocks)

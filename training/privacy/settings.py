@@ -73,8 +73,9 @@ def check_settings(values: dict[str, Any]) -> None:
     audit = values.get("audit") or {}
     references = audit.get("reference_models")
     if references is not None and not (isinstance(references, int) and not isinstance(references, bool)
-                                       and references >= 1):
-        raise PipelineInputError(f"privacy.audit.reference_models={references!r}: expected an integer >= 1")
+                                       and references >= 0):
+        raise PipelineInputError(f"privacy.audit.reference_models={references!r}: expected an integer >= 0 "
+                                 "(0: the threshold attack only)")
     epochs = audit.get("reference_epochs")
     if epochs is not None and not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1):
         raise PipelineInputError(f"privacy.audit.reference_epochs={epochs!r}: expected an integer >= 1 or null")
