@@ -54,12 +54,15 @@ class TeacherLogits:
         names = [m for m, mod in self.members.items() if mod == modality]
         return np.stack([self.logits[m] for m in names], axis=1)
 
+    def _lookup(self, stay_ids: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(row of each stay in the sorted table, clipped to a valid row; mask of stays it lacks)."""
+        wanted = np.asarray(stay_ids, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(self.stay_ids, wanted), len(self.stay_ids) - 1)
+        return rows, self.stay_ids[rows] != wanted
+
     def rows(self, stay_ids: np.ndarray | torch.Tensor) -> np.ndarray:
         """Row of each stay in the table; a stay the table lacks is a one-line error."""
-        wanted = np.asarray(stay_ids, dtype=np.int64)
-        rows = np.searchsorted(self.stay_ids, wanted)
-        rows = np.minimum(rows, len(self.stay_ids) - 1)
-        missing = self.stay_ids[rows] != wanted
+        rows, missing = self._lookup(stay_ids)
         if missing.any():
             raise PipelineInputError(f"teacher logits: no row for {int(missing.sum())} stays of a batch "
                                      "(expected every stay of the task; rerun the teachers stage)")
@@ -76,9 +79,7 @@ class TeacherLogits:
             if modality not in self.members.values():
                 raise PipelineInputError(f"{where}: no {modality} teacher (expected at least one enabled "
                                          f"teachers.members entry with modality: {modality})")
-        position = np.searchsorted(self.stay_ids, stay_ids)
-        position = np.minimum(position, len(self.stay_ids) - 1)
-        absent = self.stay_ids[position] != stay_ids
+        position, absent = self._lookup(stay_ids)
         if absent.any():
             raise PipelineInputError(f"{where}: {int(absent.sum())} of {len(stay_ids)} training stays are "
                                      "missing (the teachers were trained on other data; rerun the teachers stage)")
