@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from monai.transforms import (
-    CenterSpatialCrop,
-    Compose,
-    NormalizeIntensity,
-    RandAffine,
-    RandFlip,
-    RandSpatialCrop,
-)
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose, NormalizeIntensity
+
+# MONAI is imported where a pipeline is built, not here: importing it costs ~3 s (it loads all
+# of its subpackages), which every stage that merely imports the dataset module would pay,
+# such as teachers@<task>'s no-op under a regime without teachers.
 
 DEFAULT_MEAN, DEFAULT_STD = 0.449, 0.226
 
 
 def _normalize(cxr: DictConfig) -> NormalizeIntensity:
+    from monai.transforms import NormalizeIntensity
+
     norm = cxr.get("normalize") or {}
     return NormalizeIntensity(subtrahend=float(norm.get("mean", DEFAULT_MEAN)),
                               divisor=float(norm.get("std", DEFAULT_STD)))
@@ -37,6 +39,8 @@ def _normalize(cxr: DictConfig) -> NormalizeIntensity:
 
 def _augmentations(augment: DictConfig, image_size: int) -> list[Callable]:
     """The random steps in order: horizontal flip, affine (rotate/scale/translate)."""
+    from monai.transforms import RandAffine, RandFlip
+
     steps: list[Callable] = []
     if augment.get("flip", False):
         steps.append(RandFlip(prob=0.5, spatial_axis=1))
@@ -52,6 +56,8 @@ def _augmentations(augment: DictConfig, image_size: int) -> list[Callable]:
 
 def build_transform(cxr: DictConfig, train: bool) -> Compose:
     """The image pipeline for `data.cxr`: training (random) or evaluation (deterministic)."""
+    from monai.transforms import CenterSpatialCrop, Compose, RandSpatialCrop
+
     crop = int(cxr.crop_size)
     if train and cxr.get("augment") is not None:
         steps = [*_augmentations(cxr.augment, int(cxr.image_size)),

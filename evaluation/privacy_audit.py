@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from data_prep import paths
 from data_prep.config import check_task, load_config, run_stage, stage_parser
@@ -83,18 +82,39 @@ def attack_scores(membership: pd.DataFrame, head: str) -> pd.DataFrame:
     return out
 
 
+def weighted_roc(member: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) at every distinct threshold, highest first,
+    from (0, 0) to (1, 1); tied scores form one point. Weights are bootstrap multiplicities.
+
+    Written out instead of sklearn's roc_curve because the audit calls it for every bootstrap
+    resample (thousands of times): sklearn's input validation cost ~4 ms a call, 20 s a stage.
+    Unlike roc_curve it keeps collinear points, so TPR at a fixed FPR is exact."""
+    order = np.argsort(-score, kind="mergesort")
+    ranked, positive = score[order], member[order]
+    weight = np.ones(ranked.size) if weights is None else np.asarray(weights, dtype=np.float64)[order]
+    true_positives = np.cumsum(weight * positive)
+    false_positives = np.cumsum(weight * ~positive)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ranked)), ranked.size - 1]
+    tps = np.r_[0.0, true_positives[last_of_tie]]
+    fps = np.r_[0.0, false_positives[last_of_tie]]
+    return fps / fps[-1], tps / tps[-1]
+
+
 def tpr_at_fpr(member: np.ndarray, score: np.ndarray, fpr: float, weights: np.ndarray | None = None) -> float:
     """The attack's true-positive rate at the largest threshold whose false-positive rate is <= fpr."""
     if member.all() or not member.any():
         return math.nan
-    fprs, tprs, _ = roc_curve(member, score, sample_weight=weights)
+    fprs, tprs = weighted_roc(member, score, weights)
     return float(tprs[fprs <= fpr + 1e-12].max())
 
 
 def _auroc(member: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve by the trapezoid rule (ties count one half, as in sklearn)."""
     if member.all() or not member.any():
         return math.nan
-    return float(roc_auc_score(member, score, sample_weight=weights))
+    fprs, tprs = weighted_roc(member, score, weights)
+    return float(np.sum(np.diff(fprs) * (tprs[1:] + tprs[:-1]) / 2))
 
 
 def attack_metrics(scores: pd.DataFrame, attack: str, fprs: Sequence[float], n_bootstrap: int, seed: int,

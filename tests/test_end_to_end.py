@@ -152,6 +152,36 @@ def test_quick_study_runs_through_the_dvc_queue_resumes_and_reports(workspace):
 
 
 @pytest.mark.slow
+def test_quick_study_runs_as_plain_processes_resumes_and_reports(workspace):
+    """`study run quick --backend local` trains every (cell, task) without DVC experiments,
+    writes the cells where `report` reads them, skips them when run again, and the report
+    says how they were run."""
+    repo, env = workspace
+    params = repo / "params-local.yaml"  # its own reports folder: the DVC study above has the same cell names
+    run([sys.executable, "-m", "data_prep.params", "eval.reports_dir=reports-local", "--out", str(params)], repo, env)
+    study = [sys.executable, "-m", "evaluation.study"]
+    local = [*study, "run", "quick", "--params", str(params), "--backend", "local", "--jobs", "2",
+             "--work", "runs/study-local"]
+    output = run(local, repo, env)
+    assert "'done': 12, 'failed': 0, 'skipped': 0, 'already': 0" in output
+    cells = repo / "reports-local" / "study" / "quick" / "cells"
+    stamps = sorted(cells.glob("*/*/revision.json"))
+    assert len(stamps) == 12
+    assert {json.loads(stamp.read_text())["backend"] for stamp in stamps} == {"local"}
+    again = run(local, repo, env)
+    assert "'done': 0, 'failed': 0, 'skipped': 0, 'already': 12" in again
+
+    run([*study, "report", "quick", "--params", str(params), "--no-collect", "--no-index"], repo, env)
+    summary = json.loads((repo / "reports-local" / "study" / "quick" / "summary.json").read_text())
+    assert summary["provenance"]["backends"] == ["local"]
+    for task in TASKS:
+        methods = {m["method"]: m for m in summary["tasks"][task]["methods"]}
+        assert set(methods) == {"none", "miles", "unimodal cxr"}
+        assert all(m["seeds"] == [1, 2] for m in methods.values())
+    assert "study run --backend local" in (repo / "reports-local" / "study" / "quick" / "results.md").read_text()
+
+
+@pytest.mark.slow
 def test_private_training_and_the_audit_run_through_dvc(workspace):
     """`dvc exp run -S privacy=dp` trains both tasks with DP-SGD and audits them; the epsilon
     spent is in the history and in reports/<task>/privacy.json (a DVC metrics file)."""

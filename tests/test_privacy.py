@@ -355,3 +355,23 @@ def test_the_tradeoff_table_goes_between_the_markers_only(tmp_path):
     assert [line.split(" | ")[1] for line in table] == ["target ε = 3", "no DP"]  # private first, by epsilon
     assert "2.97" in table[0] and "0.700 (0.60–0.80)" in table[0] and "0.520 (0.45–0.60)" in table[0]
     assert "settings note" in text and "Not run yet." not in text
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_audits_weighted_roc_matches_sklearn_with_ties_and_bootstrap_weights(seed):
+    """The audit computes its ROC itself (thousands of bootstrap resamples); it must give
+    sklearn's AUROC and the exact TPR at a fixed FPR (sklearn's curve with every point kept)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from evaluation.privacy_audit import _auroc, tpr_at_fpr
+
+    rng = np.random.default_rng(seed)
+    member = rng.random(400) < 0.4
+    score = np.round(rng.normal(size=400) + member, 1)  # rounded: many ties
+    weights = rng.integers(0, 4, size=400).astype(float)
+    assert _auroc(member, score, weights) == pytest.approx(roc_auc_score(member, score, sample_weight=weights),
+                                                           abs=1e-12)
+    assert _auroc(member, score) == pytest.approx(roc_auc_score(member, score), abs=1e-12)
+    fprs, tprs, _ = roc_curve(member, score, sample_weight=weights, drop_intermediate=False)
+    for fpr in (0.01, 0.1, 0.5):
+        assert tpr_at_fpr(member, score, fpr, weights) == pytest.approx(tprs[fprs <= fpr + 1e-12].max(), abs=1e-12)

@@ -145,3 +145,34 @@ def test_cells_with_other_test_stays_are_refused(toy_study):
     frame.to_parquet(other)
     with pytest.raises(ValueError, match="toy-miles-s3: its test stays or labels differ"):
         aggregate(toy_grid(), toy_study, ["task"], SETTINGS)
+
+
+def test_the_local_backend_runs_dvc_yamls_data_stages_in_order_and_gives_a_study_twin_its_own_data(tmp_path):
+    from pathlib import Path
+
+    from evaluation.study.local import data_overrides, data_stage_commands
+
+    root = Path(__file__).resolve().parent.parent
+    tasks = ["in_hospital_mortality", "phenotyping"]
+    modules = [command[2] for command in data_stage_commands(root, tasks)]
+    assert modules == ["data_prep.synthesize", "data_prep.extract_ehr", "data_prep.build_tasks",
+                       "data_prep.ehr_tensors", "data_prep.ehr_tensors", "data_prep.pair_cxr", "data_prep.pair_cxr",
+                       "data_prep.cache_cxr"]
+    assert [command[-1] for command in data_stage_commands(root, tasks)][3:5] == tasks
+    assert data_overrides(get_grid("greedy"), tmp_path) == []  # the default twin, where dvc repro put it
+    study = dict(item.split("=", 1) for item in data_overrides(get_grid("main"), tmp_path))
+    assert set(study) == {"data.synthetic.out", "data.mimic_iv_root", "data.mimic_cxr_root", "data.interim_dir",
+                          "data.processed_dir"}
+    assert all(value.startswith(str(tmp_path)) for value in study.values())
+
+
+def test_the_local_backend_runs_each_grid_seed_by_seed_in_the_order_given():
+    from evaluation.study.local import ordered_jobs
+
+    main, sensitivity = get_grid("main"), get_grid("sensitivity")
+    jobs = ordered_jobs([main, sensitivity], ["in_hospital_mortality", "phenotyping"])
+    assert len(jobs) == 2 * (len(main.cells()) + len(sensitivity.cells()))
+    first_seed = 2 * len(main.methods())
+    assert {job.cell.seed for job in jobs[:first_seed]} == {main.seeds[0]}
+    assert {job.cell.method for job in jobs[:first_seed]} == set(main.methods())  # every method once first
+    assert {job.grid.name for job in jobs[: 2 * len(main.cells())]} == {"main"}

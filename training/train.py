@@ -132,8 +132,13 @@ class DVCLiveLogger:
         self.live = None
 
     def _open(self) -> None:
-        from dvclive import Live
-
+        try:
+            from dvclive import Live
+        except ImportError:  # a bare machine running stages without DVC (evaluation/study/local.py)
+            log.warning("dvclive is not installed: no live metrics in %s (history.json has them all)",
+                        self.directory)
+            self.enabled = False
+            return
         self.live = Live(dir=str(self.directory), resume=False, save_dvc_exp=False, dvcyaml=None)
         for row in self.replay:
             self._write(row)
@@ -143,7 +148,8 @@ class DVCLiveLogger:
             return
         if self.live is None:
             self._open()
-        self._write(row)
+        if self.live is not None:
+            self._write(row)
 
     def _write(self, row: dict[str, Any]) -> None:
         for key, value in row.items():

@@ -1,12 +1,15 @@
 """The study command: run a named grid through DVC's queue, show its status, report it.
 
     python -m evaluation.study run GRID [--jobs N]     # resumable: run it again to continue
+    python -m evaluation.study run GRID --backend local --jobs 12 [--set train.device=cuda]
     python -m evaluation.study status GRID
     python -m evaluation.study report GRID [--docs docs/results.md] [--split val]
     python -m evaluation.study list
 
 `run` queues every cell of the grid that has no experiment yet on this commit and runs the
-queue with N parallel jobs (each on one CPU thread). `report` fetches the finished cells from
+queue with N parallel jobs (each on one CPU thread). `--backend local` runs the same cells as
+plain processes, without DVC experiments (a machine with a copy of the code and no DVC
+repository, such as a lent GPU box; evaluation/study/local.py). `report` fetches the finished cells from
 DVC, aggregates them across seeds and writes reports/study/<grid>/{summary.json, results.md,
 index.html}; with --docs it also replaces the grid's block in that Markdown file.
 """
@@ -14,12 +17,15 @@ index.html}; with --docs it also replaces the grid's block in that Markdown file
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from data_prep.config import load_config, run_stage
+from data_prep.errors import PipelineInputError
 from evaluation.assess import EvalSettings
 from evaluation.study.grids import GRIDS, get_grid
 
@@ -41,6 +47,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("test", "val"),
                         help="`report` on the test split (default) or on validation (for choosing settings)")
     parser.add_argument("--no-collect", action="store_true", help="`report` from the cells already collected")
+    parser.add_argument("--report-jobs", type=int, default=min(8, os.cpu_count() or 1),
+                        help="`report`: processes that score the cells (default: the cores, at most 8)")
+    parser.add_argument("--no-index", action="store_true",
+                        help="`report`: do not rewrite reports/index.html (a machine without DVC)")
+    parser.add_argument("--from-summary", action="store_true",
+                        help="`report`: render the saved summary.json again (no cells needed), e.g. into --docs")
+    parser.add_argument("--backend", default="dvc", choices=("dvc", "local"),
+                        help="`run` through DVC's experiment queue (default) or as plain processes")
+    parser.add_argument("--work", type=Path, default=Path("runs/study-local"),
+                        help="--backend local: where its data copies, runs and logs go")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="--backend local: an override for every cell, e.g. train.device=cuda")
+    parser.add_argument("--deadline-minutes", type=float,
+                        help="--backend local: start no training after this many minutes")
     return parser
 
 
@@ -53,7 +73,20 @@ def main() -> None:
     grid = get_grid(args.grid)
     config = OmegaConf.to_container(load_config(args.repo / args.params), resolve=True)
     folder = study_dir(config, grid.name)
-    if args.command == "run":
+    if args.command == "run" and args.backend == "local":
+        import time
+
+        from evaluation.study.local import run_local
+
+        deadline = None if args.deadline_minutes is None else time.monotonic() + 60 * args.deadline_minutes
+        tasks = [str(task) for task in config["task"]["names"]]
+        counts = run_local([grid], args.repo, args.work, {grid.name: folder}, tasks, jobs=args.jobs or grid.jobs,
+                           extra=args.extra, deadline=deadline)
+        print(f"study {grid.name} (local): {counts}")
+        if counts["failed"] or counts["skipped"]:
+            raise SystemExit(f"study {grid.name}: {counts['failed']} failed, {counts['skipped']} not started; "
+                             f"logs in {args.work / 'logs'}; run the command again to continue")
+    elif args.command == "run":
         from evaluation.study.runner import run_grid
 
         status = run_grid(grid, args.repo, jobs=args.jobs, log_dir=folder)
@@ -71,12 +104,19 @@ def main() -> None:
         from evaluation.study.render import write_study_report
 
         tasks = [str(task) for task in config["task"]["names"]]
-        if not args.no_collect:
-            collect(grid, args.repo, folder, tasks)
-        summary = aggregate(grid, folder, tasks, EvalSettings.from_config(config["eval"]), args.split)
+        if args.from_summary:
+            summary_file = folder / ("summary.json" if args.split == "test" else f"summary_{args.split}.json")
+            if not summary_file.is_file():
+                raise PipelineInputError(f"{summary_file}: not found (run `report {grid.name}` once with its cells)")
+            summary = json.loads(summary_file.read_text())
+        else:
+            if not args.no_collect:
+                collect(grid, args.repo, folder, tasks)
+            summary = aggregate(grid, folder, tasks, EvalSettings.from_config(config["eval"]), args.split,
+                                jobs=args.report_jobs)
         for path in write_study_report(grid, summary, folder, docs=args.docs):
             print(f"wrote {path}")
-        if args.split == "test":  # the comparison report shows every study's test-set tables
+        if args.split == "test" and not args.no_index:  # the comparison report shows every study's test-set tables
             from evaluation.index_report import write_index
 
             index = Path(config["eval"]["reports_dir"]) / "index.html"

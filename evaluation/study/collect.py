@@ -67,9 +67,28 @@ def collect(grid: Grid, repo: Path, study_dir: Path, tasks: list[str],
         if complete:
             found[exp.name] = exp.rev
     for name in wanted - set(found):  # an earlier copy of a cell DVC no longer has finished
-        shutil.rmtree(study_dir / "cells" / name, ignore_errors=True)
+        if not ran_locally(study_dir, name):
+            shutil.rmtree(study_dir / "cells" / name, ignore_errors=True)
     log.info("study %s: %d of %d cells collected", grid.name, len(found), len(wanted))
     return found
+
+
+def ran_locally(study_dir: Path, name: str) -> bool:
+    """A cell written by `study run --backend local` (evaluation/study/local.py): it has no DVC
+    experiment, and collecting must not remove it."""
+    stamps = list((study_dir / "cells" / name).glob("*/revision.json"))
+    return bool(stamps) and all(json.loads(stamp.read_text()).get("backend") == "local" for stamp in stamps)
+
+
+def cell_provenance(study_dir: Path, names: list[str]) -> dict[str, list[str]]:
+    """How the collected cells were run: backends (dvc, local) and commits, from their stamps."""
+    backends, commits = set(), set()
+    for name in names:
+        for stamp in (study_dir / "cells" / name).glob("*/revision.json"):
+            data = json.loads(stamp.read_text())
+            backends.add(str(data.get("backend", "dvc")))
+            commits.add(str(data.get("commit") or str(data.get("rev", ""))[:7]))
+    return {"backends": sorted(backends), "commits": sorted(commits - {""})}
 
 
 def read_cell(study_dir: Path, name: str, task: str) -> tuple[bytes, list[dict]] | None:

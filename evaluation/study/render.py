@@ -125,15 +125,47 @@ def lr_figure(task: str, summary: dict) -> Figure | None:
                   "Line chart of per-modality learning-rate multipliers by epoch")
 
 
+def provenance_line(summary: dict) -> str | None:
+    """Which backend ran the cells and at which commit(s) (evaluation/study/local.py, runner.py)."""
+    provenance = summary.get("provenance") or {}
+    if not provenance.get("backends"):
+        return None
+    how = {"dvc": "DVC experiments (`study run`)", "local": "plain processes (`study run --backend local`)"}
+    backends = " and ".join(how.get(b, b) for b in provenance["backends"])
+    return f"Cells run as {backends}, code at commit {', '.join(provenance.get('commits') or ['unknown'])}."
+
+
+def lr_trace_lines(task: str, summary: dict) -> list[str]:
+    """The learning-rate figure as text (for Markdown without images): every method whose
+    per-modality multiplier moved, epoch by epoch, mean over seeds."""
+    lines = []
+    for method in summary["methods"]:
+        trace = method["lr_trace"]
+        if not any(abs(v - 1.0) > 1e-9 for modality in ("ehr", "cxr") for v in trace.get(modality, [])):
+            continue
+        parts = [f"{modality.upper()} " + " ".join(f"{v:.2f}" for v in trace[modality])
+                 for modality in ("ehr", "cxr") if modality in trace]
+        lines.append(f"{method['method']}: " + "; ".join(parts))
+    if not lines:
+        return [f"{TASK_TITLES.get(task, task)}: no method changed a modality's learning rate."]
+    return [f"{TASK_TITLES.get(task, task)}, learning-rate multipliers by epoch (mean over seeds; 1.00 = the "
+            "global schedule): " + " | ".join(lines) + "."]
+
+
 def study_sections(grid: Grid, summary: dict, figures: bool = True) -> list[Section]:
     sections = []
-    for task, task_summary in summary["tasks"].items():
+    for index, (task, task_summary) in enumerate(summary["tasks"].items()):
         blocks: list[Any] = [methods_table(task, task_summary)]
+        provenance = provenance_line(summary)
+        if index == 0 and provenance:
+            blocks.insert(0, Paragraph(provenance, "note"))
         blocks += [Paragraph(line) for line in _greedy_statements(task, task_summary)
                    + _comparison_statements(task, task_summary)]
         figure = lr_figure(task, task_summary) if figures else None
         if figure:
             blocks.append(figure)
+        elif not figures:
+            blocks += [Paragraph(line) for line in lr_trace_lines(task, task_summary)]
         sections.append(Section(f"study-{grid.name}-{task}",
                                 f"Study {grid.name}: {TASK_TITLES.get(task, task)}", blocks))
     if not sections:
