@@ -176,7 +176,9 @@ def write_docs_block(docs: Path, rows: list[dict[str, Any]], png: Path, note: st
     write_text(docs, head + start + "\n" + "\n".join(block).rstrip() + "\n" + end + rest.split(end, 1)[1])
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `key=value` settings may follow `--epsilons` directly (argparse's `+`
+    would otherwise swallow them as epsilons, and the grid would silently run the defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "aggregate"))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -191,7 +193,21 @@ def main() -> None:
                              "(docs/results.md) and copy the plot beside it (docs/img/privacy_tradeoff.png)")
     parser.add_argument("--note", default="", help="a line placed above the table (the grid's settings)")
     parser.add_argument("overrides", nargs="*", help="key=value settings for every point")
-    args = parser.parse_intermixed_args()
+    args = parser.parse_intermixed_args(argv)
+    args.overrides = [item for item in args.epsilons if "=" in item] + list(args.overrides)
+    args.epsilons = [item for item in args.epsilons if "=" not in item]
+    for epsilon in args.epsilons:
+        try:
+            valid = epsilon == "none" or float(epsilon) > 0
+        except ValueError:
+            valid = False
+        if not valid:
+            parser.error(f"--epsilons {epsilon!r}: expected 'none' or a positive number")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.action == "run":
         run_grid(args.tasks, args.epsilons, args.root, args.overrides, args.params)

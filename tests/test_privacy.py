@@ -375,3 +375,13 @@ def test_the_audits_weighted_roc_matches_sklearn_with_ties_and_bootstrap_weights
     fprs, tprs, _ = roc_curve(member, score, sample_weight=weights, drop_intermediate=False)
     for fpr in (0.01, 0.1, 0.5):
         assert tpr_at_fpr(member, score, fpr, weights) == pytest.approx(tprs[fprs <= fpr + 1e-12].max(), abs=1e-12)
+
+
+def test_the_tradeoff_command_keeps_settings_that_follow_the_epsilons():
+    from evaluation.privacy_tradeoff import parse_args
+
+    args = parse_args(["run", "--epsilons", "none", "8", "train.epochs=2", "model.embed_dim=128"])
+    assert args.epsilons == ["none", "8"]
+    assert args.overrides == ["train.epochs=2", "model.embed_dim=128"]
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--epsilons", "0"])
