@@ -104,6 +104,20 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def task_stage_parser(description: str) -> argparse.ArgumentParser:
+    """stage_parser plus the `--task` that every per-task stage (`<stage>@<task>`) takes."""
+    parser = stage_parser(description)
+    parser.add_argument("--task", required=True, help="task name, one of task.names in params.yaml")
+    return parser
+
+
+def task_stage_config(args: argparse.Namespace) -> DictConfig:
+    """The configuration of a per-task stage's command line, its `--task` checked against it."""
+    cfg = load_config(args.params, args.overrides)
+    check_task(cfg, args.task)
+    return cfg
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.ehr.tensors import build_tensors
 from data_prep.ehr.variables import load_variable_map
 
@@ -23,14 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--task", required=True, help="task name, one of task.names")
+    parser = task_stage_parser(__doc__)
     parser.add_argument("--ehr", help="extract_ehr output (default: <data.interim_dir>/ehr)")
     parser.add_argument("--tasks", help="build_tasks output (default: <data.interim_dir>/tasks)")
     parser.add_argument("--out", help="output directory (default: <data.processed_dir>/ehr/<task>)")
     args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    cfg = task_stage_config(args)
     ehr = cfg.data.ehr
     summary = build_tensors(Path(args.ehr or paths.ehr_interim_dir(cfg)) / "events.parquet",
                             Path(args.tasks or paths.tasks_dir(cfg)) / args.task / "labels.parquet",

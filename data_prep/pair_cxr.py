@@ -10,16 +10,13 @@ pairs_<task>_counts.json. The rule is in data_prep/cxr/pairing.py.
 from __future__ import annotations
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.cxr.pair_task import pair_task
 
 
 def main() -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name, one of task.names")
-    args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    args = task_stage_parser(__doc__.splitlines()[0]).parse_args()
+    cfg = task_stage_config(args)
     pair_task(paths.labels_path(cfg, args.task), cfg.data.mimic_cxr_root, list(cfg.data.cxr.views),
               paths.pairs_path(cfg, args.task), paths.counts_path(cfg, args.task), task=args.task)
 

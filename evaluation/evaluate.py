@@ -18,21 +18,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from evaluation.task_report import task_inputs, write_task_report
 
 
 def main() -> None:
-    parser = stage_parser(__doc__.strip().splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name, one of task.names")
+    parser = task_stage_parser(__doc__.strip().splitlines()[0])
     for name in ("predictions", "history", "labels", "cohort", "pair-counts"):
         parser.add_argument(f"--{name}", type=Path, help=f"{name} file (default: the contract path)")
     parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"),
                         help="dvc.lock to read the data version from (default: dvc.lock)")
     parser.add_argument("--out-dir", type=Path, help="output folder (default: <eval.reports_dir>/<task>)")
     args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    cfg = task_stage_config(args)
     config = OmegaConf.to_container(cfg, resolve=True)
     inputs = task_inputs(config, args.task, args.dvc_lock)
     explicit = {field: getattr(args, field) for field in ("predictions", "history", "labels", "cohort")}

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.errors import PipelineInputError, StaleInputError
 from data_prep.io import write_json
 from evaluation.bootstrap import Estimate, estimate, patient_resamples
@@ -166,11 +166,8 @@ def audit(membership: pd.DataFrame, history: list[dict[str, Any]], fprs: Sequenc
 
 
 def main() -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name (task.names in params.yaml)")
-    args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    args = task_stage_parser(__doc__.splitlines()[0]).parse_args()
+    cfg = task_stage_config(args)
     source = paths.membership_path(cfg, args.task)
     if not Path(source).is_file():
         raise StaleInputError(f"{source} not found: run `dvc repro membership@{args.task}`")

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.dataset import MultimodalDataset, loader_for
 from data_prep.errors import PipelineInputError
 from data_prep.io import write_json
@@ -174,11 +174,8 @@ def train_teachers(cfg: DictConfig, task: str, resume: bool = True) -> dict[str,
 
 
 def main() -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name (task.names in params.yaml)")
-    args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    args = task_stage_parser(__doc__.splitlines()[0]).parse_args()
+    cfg = task_stage_config(args)
     train_teachers(cfg, args.task)
 
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.dataset import DatasetPaths, MultimodalDataset, loader_for
 from data_prep.io import remove_stale_temporaries, write_json, write_parquet
 from data_prep.transforms import seed_transform
@@ -65,8 +65,7 @@ class FitResult:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name (task.names in params.yaml)")
+    parser = task_stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", action="store_true",
                         help="continue runs/<task>/last.pt if it was written by the same settings, code "
                              "and data (dvc repro passes it); otherwise start over")
@@ -334,8 +333,7 @@ def write_outputs(cfg: DictConfig, task: str, run_dir: Path, model: torch.nn.Mod
 
 def main() -> None:
     args = get_args_parser().parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    cfg = task_stage_config(args)
     ctx = init_distributed(str(cfg.train.device))
     try:
         fit(cfg, args.task, resume=args.resume, ctx=ctx)

@@ -146,8 +146,8 @@ register_grid(Grid(
     "tasks on the study-sized twin, with the unimodal references.",
     factors={"balancing": study_balancers(), "fusion": ("joint", "gated")}, seeds=(1, 2, 3),
     base=STUDY_TWIN, references=UNIMODAL_REFERENCES,
-    budget="78 experiments x about 8 CPU-minutes: about 5-6 hours with 2 jobs on the 2-core machine "
-           "(estimate); about 1-2 hours on one GPU machine with 4-8 jobs"))
+    budget="78 experiments x about 9-10 CPU-minutes (1.7x a default run, estimated): about 6 hours with 2 jobs "
+           "on the 2-core machine; on a GPU machine `--backend local` with 12 jobs, minutes (not yet measured)"))
 
 register_grid(Grid(
     "sensitivity", "MILES's threshold tau, rate factor mu and metric scale, joint fusion, 3 seeds, "
@@ -155,4 +155,4 @@ register_grid(Grid(
     factors={"balancing": ("miles",), "balancing.tau": ("0.05", "0.1", "0.2", "0.3"),
              "balancing.mu": ("0.25", "0.5", "0.75"), "balancing.scale": ("raw", "chance_corrected")},
     seeds=(1, 2, 3), references=(("balancing=none",),),
-    budget="75 experiments x about 4 CPU-minutes: about 2.5 hours with 2 jobs on the 2-core machine"))
+    budget="75 experiments x about 5.5 CPU-minutes: about 3.5 hours with 2 jobs on the 2-core machine"))

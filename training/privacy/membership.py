@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data_prep import paths
-from data_prep.config import check_task, load_config, run_stage, stage_parser
+from data_prep.config import run_stage, task_stage_config, task_stage_parser
 from data_prep.dataset import MultimodalDataset
 from data_prep.errors import StaleInputError
 from data_prep.io import write_parquet
@@ -105,11 +105,8 @@ def membership_frame(cfg: DictConfig, task: str, ctx: DistContext) -> pd.DataFra
 
 
 def main() -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="task name (task.names in params.yaml)")
-    args = parser.parse_args()
-    cfg = load_config(args.params, args.overrides)
-    check_task(cfg, args.task)
+    args = task_stage_parser(__doc__.splitlines()[0]).parse_args()
+    cfg = task_stage_config(args)
     ctx = init_distributed(str(cfg.train.device))
     try:
         frame = membership_frame(cfg, args.task, ctx)
