@@ -18,6 +18,7 @@ from evaluation.experiments import (
 )
 from evaluation.index_content import build_index_document
 from evaluation.inputs import predictions_from_frame, read_json, read_predictions
+from evaluation.privacy_report import tradeoff_section
 from evaluation.render_html import render_html
 from evaluation.task_report import is_synthetic
 
@@ -92,8 +93,8 @@ def write_index(config: dict, out_path: str | Path, repo: str | Path = ".",
                                     is_synthetic(config), exp_show_worked=bool(shown))
     document.sections += study_sections_found(reports / "study")
     distillation = distillation_section(reports / "distillation" / "rows.json")  # bench/distill_compare.py
-    if distillation is not None:
-        document.sections.append(distillation)
+    tradeoff = tradeoff_section(reports / "privacy_tradeoff")  # python -m evaluation.privacy_tradeoff aggregate
+    document.sections += [section for section in (distillation, tradeoff) if section is not None]
     out_path = Path(out_path)
     write_text(out_path, render_html(document, footer="Built by `python -m evaluation.report`."))
     log.info("wrote %s (%d runs)", out_path, len(experiments))

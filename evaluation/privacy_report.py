@@ -7,10 +7,12 @@ and how many patients were attacked (counts below eval.min_cell_size are suppres
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
-from evaluation.document import Paragraph, Section, Table
+from evaluation.document import Figure, Paragraph, Section, Table
 from evaluation.formatting import count
 
 ATTACK_NAMES = {"threshold": "Loss threshold", "calibrated": "Calibrated (reference models)"}
@@ -57,3 +59,28 @@ def privacy_section(privacy: dict[str, Any] | None, min_cell_size: int = 10) -> 
                         kind="note"),
               Table("privacy-audit", header, rows, caption="Attacks at the patient level, patient-level bootstrap CIs")]
     return Section("privacy", "Privacy", blocks)
+
+
+def tradeoff_section(folder: str | Path) -> Section | None:
+    """The comparison report's privacy-utility trade-off, from what `python -m
+    evaluation.privacy_tradeoff aggregate` wrote to `folder` (tradeoff.json, tradeoff.png);
+    None when it has not run."""
+    from evaluation.privacy_tradeoff import HEADER, table_rows
+
+    folder = Path(folder)
+    if not (folder / "tradeoff.json").is_file():
+        return None
+    rows = json.loads((folder / "tradeoff.json").read_text())
+    blocks: list[Any] = [Paragraph(
+        "Each point is one model trained with DP-SGD at a target epsilon per patient (or without DP), "
+        "scored on the partial test set, and audited: an attack AUROC of 0.5 means the attacker cannot tell "
+        "training patients from test patients. Lower epsilon is a stronger guarantee; compare how much "
+        "AUROC it costs with how much attack success it removes (docs/privacy.md).", "note")]
+    if (folder / "tradeoff.png").is_file():
+        blocks.append(Figure("privacy-tradeoff", (folder / "tradeoff.png").read_bytes(),
+                             "Left: test AUROC of each head by epsilon; right: the calibrated membership attack's "
+                             "AUROC (dotted line: chance). Bars: 95% patient-level bootstrap CIs.",
+                             "Privacy-utility trade-off: AUROC and attack AUROC against epsilon"))
+    blocks.append(Table("privacy-tradeoff", HEADER, table_rows(rows), label_columns=4,
+                        caption="Utility on the partial test set and the audit's attack AUROC, 95% CIs."))
+    return Section("privacy-tradeoff", "Privacy-utility trade-off", blocks)

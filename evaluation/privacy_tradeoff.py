@@ -98,18 +98,26 @@ def _ci(entry: dict[str, float | None]) -> str:
     return f"{value:.3f}{bounds}"
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    header = ["task", "privacy", "epsilon spent", "head", "AUROC (95% CI)", "AUPRC (95% CI)",
-              "attack AUROC: threshold", "attack AUROC: calibrated"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+HEADER = ["task", "privacy", "epsilon spent", "head", "AUROC (95% CI)", "AUPRC (95% CI)",
+          "attack AUROC: threshold", "attack AUROC: calibrated"]
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One line per (task, point, head): what docs/results.md and the comparison report show."""
+    lines = []
     for row in sorted(rows, key=lambda r: (r["task"], r["epsilon"] is None, r["epsilon"] or 0)):
         label = "no DP" if row["epsilon"] is None else row["point"].replace("eps_", "target ε = ")
         spent = "–" if row["epsilon"] is None else f"{row['epsilon']:.2f}"
         for head, metrics in row["utility"].items():
             attack = row["attack"].get(head, {})
-            lines.append(f"| {row['task']} | {label} | {spent} | {head} | {_ci(metrics['auroc'])} | "
-                         f"{_ci(metrics['auprc'])} | {_ci(attack.get('threshold', {}))} | "
-                         f"{_ci(attack.get('calibrated', {}))} |")
+            lines.append([row["task"], label, spent, head, _ci(metrics["auroc"]), _ci(metrics["auprc"]),
+                          _ci(attack.get("threshold", {})), _ci(attack.get("calibrated", {}))])
+    return lines
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
     return "\n".join(lines) + "\n"
 
 

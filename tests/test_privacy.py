@@ -385,3 +385,26 @@ def test_the_tradeoff_command_keeps_settings_that_follow_the_epsilons():
     assert args.overrides == ["train.epochs=2", "model.embed_dim=128"]
     with pytest.raises(SystemExit):
         parse_args(["run", "--epsilons", "0"])
+
+
+def test_the_comparison_report_shows_the_tradeoff_table_and_plot(tmp_path):
+    """What `privacy_tradeoff aggregate` wrote becomes a section of reports/index.html with the
+    same lines as docs/results.md; nothing when the grid has not run."""
+    import json
+
+    from evaluation.document import Figure, Table
+    from evaluation.privacy_report import tradeoff_section
+    from evaluation.privacy_tradeoff import markdown_table
+
+    assert tradeoff_section(tmp_path) is None
+    estimate = {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}
+    rows = [{"task": TASK, "point": "eps_1", "epsilon": 0.99, "utility": {"ehr": {"auroc": estimate, "auprc": estimate}},
+             "attack": {"ehr": {"calibrated": {"value": 0.51, "ci_low": 0.45, "ci_high": 0.58}}}}]
+    (tmp_path / "tradeoff.json").write_text(json.dumps(rows))
+    (tmp_path / "tradeoff.png").write_bytes(b"\x89PNG fake")
+    section = tradeoff_section(tmp_path)
+    table = next(block for block in section.blocks if isinstance(block, Table))
+    assert any(isinstance(block, Figure) for block in section.blocks)
+    assert [" | ".join(cells) for cells in table.rows] == [
+        line.strip("| ") for line in markdown_table(rows).splitlines()[2:]]
+    assert table.rows[0][1] == "target ε = 1" and table.rows[0][7] == "0.510 (0.45–0.58)"
