@@ -83,7 +83,7 @@ def padding_ratios(pools: list[int], batch_size: int = 32, repeats: int = 20) ->
 def time_steps(threads: int, pool: int, steps: int, overrides: list[str]) -> dict:
     from data_prep.config import load_config
     from data_prep.dataset import MultimodalDataset
-    from models.build import build
+    from models.factory import build
     from training.distributed import DistContext
     from training.engine import Engine
     from training.train import make_loader

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# The factory lives in models/factory.py, not models/build.py: a submodule named `build` would
+# replace the `build` function as the package's attribute once anything imported it.
 # Loaded on first use (PEP 562), so that `from models.names import HEADS` (the evaluation stages)
 # does not import torch and torchvision: ~3 s a stage, 5 stages of the default `dvc repro`.
 _EXPORTS = {
-    "build": "models.build", "build_unimodal": "models.build",
+    "build": "models.factory", "build_unimodal": "models.factory",
     "CXREncoder": "models.cxr_encoders", "list_encoders": "models.cxr_encoders",
     "register_encoder": "models.cxr_encoders",
     "list_ehr_encoders": "models.ehr_encoders", "register_ehr_encoder": "models.ehr_encoders",

@@ -330,3 +330,16 @@ def test_lstm_encoder_equals_the_packed_sequences_final_hidden_state():
     with torch.no_grad():
         _, (final_hidden, _) = encoder.lstm(packed)
         torch.testing.assert_close(encoder(ehr, lengths), final_hidden[-1])
+
+
+def test_the_package_exports_the_factory_functions_even_after_its_modules_are_imported():
+    """models/__init__ loads its exports lazily; `models.build` must stay the function when
+    its module has been imported directly (a submodule named like an export would shadow it)."""
+    import importlib
+
+    import models
+
+    importlib.import_module("models.factory")
+    assert callable(models.build) and models.build.__name__ == "build"
+    assert callable(models.build_unimodal)
+    assert models.MultiHeadFusionModel.__name__ == "MultiHeadFusionModel"
