@@ -1,16 +1,19 @@
 """One lent-GPU session, prepared ahead: the GPU step benchmark, then the study grids, the
 privacy-utility grid and the MIND comparison side by side, all under one deadline.
 
-    python bench/device_session.py --out DIR [--minutes 8.5] [--jobs 12] [--grids main sensitivity greedy]
+    python bench/device_session.py --out DIR [--minutes 5] [--hard-minutes 8.3] [--jobs 12] [--grids main sensitivity greedy]
 
 Why one script: a lent machine is held for minutes, so everything that needs it runs in one
 call, in priority order, and whatever finished by the deadline is packed into at most 7
 archives under DIR (the device tool returns at most 8 files of 16 MiB). Everything it runs is
 the product's own command lines: `evaluation.study`'s local backend
 (evaluation/study/local.py), `evaluation.privacy_tradeoff run` and `bench/distill_compare.py`,
-each resumable, so a second call on the same machine continues. Unpack the archives in the
-repository root here and run the reports (`python -m evaluation.study report GRID --no-collect`,
-`python -m evaluation.privacy_tradeoff aggregate`, `python bench/distill_compare.py --report`).
+each resumable, so a second call on the same machine continues. The study reports are made
+there (the study twin's phenotyping predictions are too large to bring back). Unpack the
+archives in the repository root here, then `python -m evaluation.study report GRID
+--from-summary --docs docs/results.md`, `python -m evaluation.privacy_tradeoff aggregate --docs
+docs/results.md`, and `python bench/distill_compare.py --out bench/out/distill-<task> --report`
+(which reuses the finished runs).
 """
 
 from __future__ import annotations
