@@ -127,7 +127,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1002, 1003, 1004])
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--report", action="store_true",
-                        help="also copy rows.json to <eval.reports_dir>/distillation/ for python -m evaluation.report")
+                        help="also put this run's rows into <eval.reports_dir>/distillation/rows.json (replacing "
+                             "those of its tasks) for python -m evaluation.report")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,10 @@ def main() -> None:
     if args.report:  # the index report's section (evaluation/index_report.py)
         report_rows = Path(base.eval.reports_dir) / "distillation" / "rows.json"
         report_rows.parent.mkdir(parents=True, exist_ok=True)
-        report_rows.write_text(json.dumps(rows, indent=1))
+        # this run's tasks replace theirs; other tasks' rows (another --out, another run) stay
+        kept = [row for row in (json.loads(report_rows.read_text()) if report_rows.is_file() else [])
+                if row["task"] not in {r["task"] for r in rows}]
+        report_rows.write_text(json.dumps(kept + rows, indent=1))
     text = [f"Run {time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
             f"torch {torch.__version__}; seeds {', '.join(map(str, args.seeds))}; "
             f"overrides: {' '.join(args.overrides) or 'none'}.", ""]
