@@ -79,7 +79,7 @@ def tradeoff_section(folder: str | Path) -> Section | None:
     if (folder / "tradeoff.png").is_file():
         blocks.append(Figure("privacy-tradeoff", (folder / "tradeoff.png").read_bytes(),
                              "Left: test AUROC of each head by epsilon; right: the calibrated membership attack's "
-                             "AUROC (dotted line: chance). Bars: 95% patient-level bootstrap CIs.",
+                             "AUROC (dotted lines: chance). Bars: 95% patient-level bootstrap CIs.",
                              "Privacy-utility trade-off: AUROC and attack AUROC against epsilon"))
     blocks.append(Table("privacy-tradeoff", HEADER, table_rows(rows), label_columns=4,
                         caption="Utility on the partial test set and the audit's attack AUROC, 95% CIs."))

@@ -140,7 +140,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         names = ["no DP" if r["epsilon"] is None else f"ε = {r['epsilon']:.2g}" for r in task_rows]
         for column, (title, getter) in enumerate((
                 ("test AUROC", lambda r, h: r["utility"].get(h, {}).get("auroc")),
-                ("membership attack AUROC (calibrated)", lambda r, h: r["attack"].get(h, {}).get("calibrated")))):
+                ("attack AUROC (calibrated)", lambda r, h: r["attack"].get(h, {}).get("calibrated")))):
             ax = axes[t][column]
             for shift, head in zip((-0.08, 0.0, 0.08), ("ehr", "cxr", "fused"), strict=True):
                 points = [(x + shift, getter(r, head)) for x, r in zip(xs, task_rows, strict=True) if getter(r, head)]
@@ -151,8 +151,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 low = [e["value"] - (e["ci_low"] if e["ci_low"] is not None else e["value"]) for e in est]
                 high = [(e["ci_high"] if e["ci_high"] is not None else e["value"]) - e["value"] for e in est]
                 ax.errorbar(x, value, yerr=[low, high], marker="o", capsize=3, label=head)
-            if column == 1:
-                ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+            ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance, for both panels
             ax.set_xticks(xs)
             ax.set_xticklabels(names)
             ax.set_xlabel("epsilon spent per patient (δ as in the table)")
