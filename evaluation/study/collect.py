@@ -22,6 +22,7 @@ from evaluation.study.grids import Grid
 
 log = logging.getLogger(__name__)
 FILES = ("predictions.parquet", "history.json")
+STAMP = "revision.json"  # how a cell was made: {"rev"} from DVC, {"backend": "local", "commit"} from local.py
 
 
 def read_at_revision(repo: Path, rev: str, path: str) -> bytes | None:
@@ -53,7 +54,7 @@ def collect(grid: Grid, repo: Path, study_dir: Path, tasks: list[str],
         complete = True
         for task in tasks:
             target = cell_dir(study_dir, exp.name, task)
-            stamp = target / "revision.json"
+            stamp = target / STAMP
             if stamp.is_file() and json.loads(stamp.read_text()).get("rev") == exp.rev:
                 continue
             for name in FILES:
@@ -73,19 +74,23 @@ def collect(grid: Grid, repo: Path, study_dir: Path, tasks: list[str],
     return found
 
 
+def cell_stamps(study_dir: Path, name: str) -> list[dict]:
+    """The stamps of a cell's tasks (one per task folder)."""
+    return [json.loads(stamp.read_text()) for stamp in (study_dir / "cells" / name).glob(f"*/{STAMP}")]
+
+
 def ran_locally(study_dir: Path, name: str) -> bool:
     """A cell written by `study run --backend local` (evaluation/study/local.py): it has no DVC
     experiment, and collecting must not remove it."""
-    stamps = list((study_dir / "cells" / name).glob("*/revision.json"))
-    return bool(stamps) and all(json.loads(stamp.read_text()).get("backend") == "local" for stamp in stamps)
+    stamps = cell_stamps(study_dir, name)
+    return bool(stamps) and all(stamp.get("backend") == "local" for stamp in stamps)
 
 
 def cell_provenance(study_dir: Path, names: list[str]) -> dict[str, list[str]]:
     """How the collected cells were run: backends (dvc, local) and commits, from their stamps."""
     backends, commits = set(), set()
     for name in names:
-        for stamp in (study_dir / "cells" / name).glob("*/revision.json"):
-            data = json.loads(stamp.read_text())
+        for data in cell_stamps(study_dir, name):
             backends.add(str(data.get("backend", "dvc")))
             commits.add(str(data.get("commit") or str(data.get("rev", ""))[:7]))
     return {"backends": sorted(backends), "commits": sorted(commits - {""})}

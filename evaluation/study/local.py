@@ -36,11 +36,10 @@ import yaml
 from tqdm import tqdm
 
 from data_prep.io import write_bytes, write_json, write_text
-from evaluation.study.collect import cell_dir
+from evaluation.study.collect import STAMP, cell_dir
 from evaluation.study.grids import Cell, Grid
 
 log = logging.getLogger(__name__)
-STAMP = "revision.json"
 DATA_LOCATIONS = ("data.synthetic.out", "data.mimic_iv_root", "data.mimic_cxr_root", "data.interim_dir",
                   "data.processed_dir")
 
