@@ -59,9 +59,22 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="--backend local: where its data copies, runs and logs go")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                         help="--backend local: an override for every cell, e.g. train.device=cuda")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK",
+                        help="run or report these tasks only (default: every task in the settings); "
+                             "a later run without it adds the others")
     parser.add_argument("--deadline-minutes", type=float,
                         help="--backend local: start no training after this many minutes")
     return parser
+
+
+def selected_tasks(config: dict, wanted: list[str] | None) -> list[str]:
+    """The settings' tasks, or the subset asked for (in the settings' order): a grid too big for
+    one sitting can be run and reported a task at a time."""
+    names = [str(task) for task in config["task"]["names"]]
+    unknown = sorted(set(wanted or ()) - set(names))
+    if unknown:
+        raise PipelineInputError(f"--tasks {' '.join(unknown)}: expected tasks from task.names ({', '.join(names)})")
+    return [name for name in names if wanted is None or name in wanted]
 
 
 def main() -> None:
@@ -79,7 +92,7 @@ def main() -> None:
         from evaluation.study.local import run_local
 
         deadline = None if args.deadline_minutes is None else time.monotonic() + 60 * args.deadline_minutes
-        tasks = [str(task) for task in config["task"]["names"]]
+        tasks = selected_tasks(config, args.tasks)
         counts = run_local([grid], args.repo, args.work, {grid.name: folder}, tasks, jobs=args.jobs or grid.jobs,
                            extra=args.extra, deadline=deadline)
         print(f"study {grid.name} (local): {counts}")
@@ -103,7 +116,7 @@ def main() -> None:
         from evaluation.study.collect import collect
         from evaluation.study.render import write_study_report
 
-        tasks = [str(task) for task in config["task"]["names"]]
+        tasks = selected_tasks(config, args.tasks)
         if args.from_summary:
             summary_file = folder / ("summary.json" if args.split == "test" else f"summary_{args.split}.json")
             if not summary_file.is_file():
