@@ -167,7 +167,7 @@ def run_everything(args, summary: dict, started: float, deadline: float, config:
     work = ROOT / "runs" / "study-local"
     # the default twin first: the side jobs read it, and so do the default-twin grids
     default_grid = next((grid for grid in grids if not grid.base), get_grid("greedy"))
-    prepare_data(default_grid, ROOT, work, tasks, args.extra, data_jobs=8)
+    prepare_data(default_grid, ROOT, work, args.extra, data_jobs=8)
     summary["default_data_seconds"] = round(time.monotonic() - started, 1)
     side: list[subprocess.Popen] = []
     if not args.no_side:

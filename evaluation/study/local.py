@@ -101,14 +101,16 @@ def run_logged(command: list[str], log_file: Path, cwd: Path) -> int:
         return subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT).returncode
 
 
-def prepare_data(grid: Grid, repo: Path, work: Path, tasks: list[str], extra: list[str],
-                 data_jobs: int | None = None) -> list[str]:
-    """Run the data stages for the grid (once); returns the data overrides every cell needs."""
+def prepare_data(grid: Grid, repo: Path, work: Path, extra: list[str], data_jobs: int | None = None) -> list[str]:
+    """Run the data stages for the grid (once); returns the data overrides every cell needs.
+    Every task's data are prepared even when a run trains only some (`--tasks`): the image
+    cache is shared by the tasks, and a later run for the others then finds its data ready."""
     overrides = [*grid.base, *data_overrides(grid, work)]
     data = [item for item in [*overrides, *extra] if item.startswith("data.")]
     params_file = work / "params" / f"{grid.name}-data.yaml"
     params = compose_params(data, params_file)
     stamp = Path(params["data"]["processed_dir"]) / "prepared.json"
+    tasks = [str(task) for task in params["task"]["names"]]
     wanted = {"data": params["data"], "tasks": tasks}
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
         return data
@@ -186,7 +188,7 @@ def run_local(grids: list[Grid], repo: Path, work: Path, study_dirs: dict[str, P
     announced: set[str] = set()
     with ThreadPoolExecutor(max_workers=len(grids)) as preparing, ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(pending), desc="study cells", unit="run") as bar:
-        data = {grid.name: preparing.submit(prepare_data, grid, repo, work, tasks, extra, data_jobs)
+        data = {grid.name: preparing.submit(prepare_data, grid, repo, work, extra, data_jobs)
                 for grid in grids if any(job.grid.name == grid.name for job in pending)}
         while pending or running:
             if deadline is not None and time.monotonic() > deadline and pending:
