@@ -76,20 +76,26 @@ POSITIVE_INT = Range(low=1, integer=True)
 COUNT = Range(low=0, integer=True)
 FRACTION = Range(low=0, high=1)
 
+# One rule per training setting, for the student (`train.*`) and for MIND's teachers, whose
+# own `teachers.train.*` mirrors it (configs/teachers/): a bad teacher setting fails here too,
+# not minutes into the teachers stage.
+TRAINING_RULES: dict[str, Range] = {
+    "epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "lr": Range(low=0, low_open=True),
+    "weight_decay": Range(low=0),
+    "length_pool": COUNT,
+    "grad_clip": Range(low=0, nullable=True),
+    "early_stopping.patience": COUNT,
+    "schedule.warmup_epochs": COUNT,
+    "schedule.min_lr_fraction": FRACTION,
+    "schedule.step_size": POSITIVE_INT,
+    "schedule.gamma": Range(low=0, low_open=True),
+}
 RANGE_RULES: dict[str, Range] = {
-    "train.epochs": POSITIVE_INT,
-    "train.batch_size": POSITIVE_INT,
-    "train.lr": Range(low=0, low_open=True),
-    "train.weight_decay": Range(low=0),
+    **{f"{prefix}.{key}": rule for prefix in ("train", "teachers.train") for key, rule in TRAINING_RULES.items()},
     "train.num_workers": COUNT,
-    "train.length_pool": COUNT,
-    "train.grad_clip": Range(low=0, nullable=True),
     "train.stop_after_epoch": Range(low=1, integer=True, nullable=True),
-    "train.early_stopping.patience": COUNT,
-    "train.schedule.warmup_epochs": COUNT,
-    "train.schedule.min_lr_fraction": FRACTION,
-    "train.schedule.step_size": POSITIVE_INT,
-    "train.schedule.gamma": Range(low=0, low_open=True),
     "data.cxr.image_size": POSITIVE_INT,
     "data.cxr.crop_size": POSITIVE_INT,
     "data.cxr.workers": COUNT,

@@ -263,6 +263,9 @@ CONFIG_CASES = {
     "zero threads": (["train.threads=0"], "train.threads=0: expected 'auto' or a positive integer"),
     "threads not a number": (["train.threads=many"], "train.threads='many': expected 'auto' or a positive"),
     "negative length pool": (["train.length_pool=-1"], "train.length_pool=-1: expected an integer >= 0"),
+    "teachers' negative length pool": (["teachers.train.length_pool=-1"],
+                                       "teachers.train.length_pool=-1: expected an integer >= 0"),
+    "teachers' zero epochs": (["teachers.train.epochs=0"], "teachers.train.epochs=0: expected an integer >= 1"),
     "unknown setting": (["train.setting=both"], "train.setting='both': expected one of paired, partial"),
     "tolerance above 1": (["data.cxr.max_failure_fraction=2"], "data.cxr.max_failure_fraction=2: expected a "
                                                               "number >= 0 and <= 1"),

@@ -162,9 +162,12 @@ def test_quick_study_runs_as_plain_processes_resumes_and_reports(workspace):
     study = [sys.executable, "-m", "evaluation.study"]
     local = [*study, "run", "quick", "--params", str(params), "--backend", "local", "--jobs", "2",
              "--work", "runs/study-local"]
-    output = run(local, repo, env)
-    assert "'done': 12, 'failed': 0, 'skipped': 0, 'already': 0" in output
+    first = run([*local, "--tasks", TASKS[0]], repo, env)  # one task now, the other later
+    assert "'done': 6, 'failed': 0, 'skipped': 0, 'already': 0" in first
     cells = repo / "reports-local" / "study" / "quick" / "cells"
+    assert {stamp.parent.name for stamp in cells.glob("*/*/revision.json")} == {TASKS[0]}
+    output = run(local, repo, env)
+    assert "'done': 6, 'failed': 0, 'skipped': 0, 'already': 6" in output
     stamps = sorted(cells.glob("*/*/revision.json"))
     assert len(stamps) == 12
     assert {json.loads(stamp.read_text())["backend"] for stamp in stamps} == {"local"}

@@ -176,3 +176,31 @@ def test_the_local_backend_runs_each_grid_seed_by_seed_in_the_order_given():
     assert {job.cell.seed for job in jobs[:first_seed]} == {main.seeds[0]}
     assert {job.cell.method for job in jobs[:first_seed]} == set(main.methods())  # every method once first
     assert {job.grid.name for job in jobs[: 2 * len(main.cells())]} == {"main"}
+
+
+def test_tasks_can_be_run_a_subset_at_a_time_in_the_settings_order():
+    from evaluation.study.__main__ import selected_tasks
+
+    config = {"task": {"names": ["in_hospital_mortality", "phenotyping"]}}
+    assert selected_tasks(config, None) == ["in_hospital_mortality", "phenotyping"]
+    assert selected_tasks(config, ["phenotyping", "in_hospital_mortality"]) == ["in_hospital_mortality", "phenotyping"]
+    assert selected_tasks(config, ["phenotyping"]) == ["phenotyping"]
+    with pytest.raises(PipelineInputError, match="--tasks decompensation: expected tasks from task.names"):
+        selected_tasks(config, ["decompensation"])
+
+
+def test_a_report_from_a_summary_never_written_says_which_file_and_what_to_run(tmp_path, monkeypatch, capsys):
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from evaluation.study.__main__ import main
+
+    root = Path(__file__).resolve().parent.parent
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"]["reports_dir"] = str(tmp_path / "reports")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(sys, "argv", ["study", "report", "quick", "--repo", str(tmp_path), "--from-summary"])
+    with pytest.raises(PipelineInputError, match=r"study/quick/summary\.json: not found \(run `report quick` once"):
+        main()

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from data_prep.io import write_bytes, write_json, write_text
 from evaluation.study.collect import STAMP, cell_dir
 from evaluation.study.grids import Cell, Grid
+from evaluation.study.processes import run_logged
 
 log = logging.getLogger(__name__)
 DATA_LOCATIONS = ("data.synthetic.out", "data.mimic_iv_root", "data.mimic_cxr_root", "data.interim_dir",
@@ -91,14 +92,6 @@ def compose_params(overrides: list[str], path: Path) -> dict[str, Any]:
         params = checked_compose(overrides)
     write_text(path, to_yaml(params))
     return params
-
-
-def run_logged(command: list[str], log_file: Path, cwd: Path) -> int:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("a") as handle:
-        handle.write(f"\n$ {' '.join(command)}\n")
-        handle.flush()
-        return subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT).returncode
 
 
 def prepare_data(grid: Grid, repo: Path, work: Path, extra: list[str], data_jobs: int | None = None) -> list[str]:

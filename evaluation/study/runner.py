@@ -27,21 +27,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evaluation.study.grids import Cell, Grid
+from evaluation.study.processes import run_logged
 
 log = logging.getLogger(__name__)
 ACTIVE = ("Queued", "Running")
 
 
-def dvc(args: list[str], repo: Path, log_file: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m dvc ...` in `repo`; output to `log_file` (appended) or captured."""
-    command = [sys.executable, "-m", "dvc", *args]
-    if log_file is None:
-        return subprocess.run(command, cwd=repo, capture_output=True, text=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("a") as handle:
-        handle.write(f"\n$ dvc {' '.join(args)}\n")
-        handle.flush()
-        return subprocess.run(command, cwd=repo, stdout=handle, stderr=subprocess.STDOUT, text=True)
+def dvc(args: list[str], repo: Path) -> subprocess.CompletedProcess:
+    """Run `python -m dvc ...` in `repo` with its output captured (for commands we read)."""
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
+
+
+def dvc_logged(args: list[str], repo: Path, log_file: Path) -> int:
+    """Run `python -m dvc ...` in `repo` with its output appended to `log_file`; the exit status."""
+    return run_logged([sys.executable, "-m", "dvc", *args], log_file, repo)
 
 
 def finished_names(repo: Path) -> set[str]:
@@ -90,9 +89,9 @@ def queue_cell(cell: Cell, repo: Path, log_file: Path) -> None:
     args = ["exp", "run", "--queue", "-n", cell.name]
     for override in cell.overrides:
         args += ["-S", override]
-    done = dvc(args, repo, log_file)
-    if done.returncode != 0:
-        raise RuntimeError(f"queueing {cell.name} failed (exit {done.returncode}): see {log_file}")
+    status = dvc_logged(args, repo, log_file)
+    if status != 0:
+        raise RuntimeError(f"queueing {cell.name} failed (exit {status}): see {log_file}")
 
 
 def _watch(grid: Grid, repo: Path, total: int, stop: threading.Event, interval: float) -> None:
@@ -110,7 +109,7 @@ def run_queue(grid: Grid, repo: Path, jobs: int, log_file: Path, expected: int, 
     watcher = threading.Thread(target=_watch, args=(grid, repo, expected, stop, interval), daemon=True)
     watcher.start()
     try:
-        return dvc(["exp", "run", "--run-all", "-j", str(jobs)], repo, log_file).returncode
+        return dvc_logged(["exp", "run", "--run-all", "-j", str(jobs)], repo, log_file)
     finally:
         stop.set()
         watcher.join(timeout=interval + 60)
@@ -129,7 +128,7 @@ def run_grid(grid: Grid, repo: Path, *, jobs: int | None = None, log_dir: Path, 
     if status.failed:  # their old queue entries would shadow the new ones in `dvc queue status`
         log.warning("study %s: %d cells failed before and are queued again: %s", grid.name,
                     len(status.failed), ", ".join(cell.name for cell in status.failed))
-        dvc(["queue", "remove", "--failed"], repo, log_file)
+        dvc_logged(["queue", "remove", "--failed"], repo, log_file)
     jobs = jobs or grid.jobs
     total = len(grid.cells())
     changes_data = any(override.startswith("data.") for override in grid.base)
