@@ -134,6 +134,18 @@ def test_report_files_and_the_docs_block_say_the_same_and_are_replaced_in_place(
     assert docs.read_text() == text  # idempotent
 
 
+def test_a_report_of_some_tasks_says_which_are_left_out(toy_study, tmp_path):
+    grid = toy_grid()
+    summary = aggregate(grid, toy_study, ["task"], SETTINGS)
+    write_study_report(grid, summary, tmp_path / "all")
+    assert "Not in this report" not in (tmp_path / "all" / "results.md").read_text()
+    summary["tasks_left_out"] = ["phenotyping"]
+    write_study_report(grid, summary, tmp_path / "some")
+    for name in ("results.md", "index.html"):
+        assert "Not in this report: Phenotyping (25 acute and chronic conditions)" in \
+            (tmp_path / "some" / name).read_text(), name
+
+
 def test_replace_block_appends_when_the_markers_are_missing():
     assert replace_block("# R\n", "g", "body").endswith("<!-- study:g:start -->\nbody\n<!-- study:g:end -->\n")
 

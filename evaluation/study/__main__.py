@@ -127,6 +127,7 @@ def main() -> None:
                 collect(grid, args.repo, folder, tasks)
             summary = aggregate(grid, folder, tasks, EvalSettings.from_config(config["eval"]), args.split,
                                 jobs=args.report_jobs)
+            summary["tasks_left_out"] = [task for task in selected_tasks(config, None) if task not in tasks]
         for path in write_study_report(grid, summary, folder, docs=args.docs):
             print(f"wrote {path}")
         if args.split == "test" and not args.no_index:  # the comparison report shows every study's test-set tables

@@ -171,7 +171,17 @@ def study_sections(grid: Grid, summary: dict, figures: bool = True) -> list[Sect
     if not sections:
         sections.append(Section(f"study-{grid.name}", f"Study {grid.name}",
                                 [Paragraph("No finished experiments collected yet.", "note")]))
+    left_out = summary.get("tasks_left_out") or []
+    if left_out:
+        sections[0].blocks.insert(0, Paragraph(left_out_line(grid, left_out), "note"))
     return sections
+
+
+def left_out_line(grid: Grid, tasks: list[str]) -> str:
+    """Said where a report covers only some tasks (`--tasks`), so no reader takes it for the grid."""
+    names = ", ".join(TASK_TITLES.get(task, task) for task in tasks)
+    return (f"Not in this report: {names} (reported with --tasks; `python -m evaluation.study run {grid.name}` "
+            "without --tasks trains the rest, then `report` shows every task).")
 
 
 def study_document(grid: Grid, summary: dict) -> Document:
