@@ -63,9 +63,10 @@ def _write_cell(folder, name, task, y, probabilities, has_cxr, subjects, history
                           "has_cxr": has_cxr, "y_death": y})
     for head, p in probabilities.items():
         frame[f"p_{head}_death"] = np.where(has_cxr | (head != "cxr"), p, np.nan)
+    validation = frame.assign(split="val", stay_id=frame["stay_id"] + 100_000)  # same scores, its own stays
     target = cell_dir(folder, name, task)
     target.mkdir(parents=True)
-    frame.to_parquet(target / "predictions.parquet")
+    pd.concat([frame, validation], ignore_index=True).to_parquet(target / "predictions.parquet")
     (target / "history.json").write_text(json.dumps(history))
 
 
@@ -114,8 +115,8 @@ def test_aggregate_finds_the_planted_differences(toy_study):
     greedy = none["heads"]["cxr"]["vs_alone"]["auroc"]
     assert greedy["high"] < 0, "the jointly trained CXR head is worse than CXR alone"
     assert miles["lr_trace"]["cxr"] == [2.0, 2.0, 2.0] and miles["cost_ratio"] == pytest.approx(1.1)
-    assert summary["n_stays"] == int(pd.read_parquet(cell_dir(toy_study, "toy-none-s1", "task")
-                                                     / "predictions.parquet")["has_cxr"].sum())
+    written = pd.read_parquet(cell_dir(toy_study, "toy-none-s1", "task") / "predictions.parquet")
+    assert summary["n_stays"] == int(written.loc[written["split"] == "test", "has_cxr"].sum())
 
 
 def test_report_files_and_the_docs_block_say_the_same_and_are_replaced_in_place(toy_study, tmp_path):
@@ -144,6 +145,17 @@ def test_a_report_of_some_tasks_says_which_are_left_out(toy_study, tmp_path):
     for name in ("results.md", "index.html"):
         assert "Not in this report: Phenotyping (25 acute and chronic conditions)" in \
             (tmp_path / "some" / name).read_text(), name
+
+
+def test_a_validation_report_has_files_of_its_own_and_leaves_the_test_report_alone(toy_study, tmp_path):
+    grid = toy_grid()
+    write_study_report(grid, aggregate(grid, toy_study, ["task"], SETTINGS), tmp_path / "out")
+    test_files = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    validation = aggregate(grid, toy_study, ["task"], SETTINGS, split="val")
+    assert validation["split"] == "val"
+    written = write_study_report(grid, validation, tmp_path / "out")
+    assert {p.name for p in written} == {"summary_val.json", "results_val.md", "index_val.html"}
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in test_files} == test_files
 
 
 def test_replace_block_appends_when_the_markers_are_missing():

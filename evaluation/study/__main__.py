@@ -3,7 +3,8 @@
     python -m evaluation.study run GRID [--jobs N]     # resumable: run it again to continue
     python -m evaluation.study run GRID --backend local --jobs 12 [--set train.device=cuda]
     python -m evaluation.study status GRID
-    python -m evaluation.study report GRID [--docs docs/results.md] [--split val]
+    python -m evaluation.study report GRID [--docs docs/results.md] [--split val] [--tasks TASK ...]
+    python -m evaluation.study choose GRID             # after `report GRID --split val`
     python -m evaluation.study list
 
 `run` queues every cell of the grid that has no experiment yet on this commit and runs the
@@ -11,12 +12,15 @@ queue with N parallel jobs (each on one CPU thread). `--backend local` runs the 
 plain processes, without DVC experiments (a machine with a copy of the code and no DVC
 repository, such as a lent GPU box; evaluation/study/local.py). `report` fetches the finished cells from
 DVC, aggregates them across seeds and writes reports/study/<grid>/{summary.json, results.md,
-index.html}; with --docs it also replaces the grid's block in that Markdown file.
+index.html}; with --docs it also replaces the grid's block in that Markdown file. `choose`
+applies the rule fixed in evaluation/study/choose.py to the validation summary and says whether
+the current default settings stay.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +30,7 @@ from omegaconf import OmegaConf
 
 from data_prep.config import load_config, run_stage
 from data_prep.errors import PipelineInputError
+from data_prep.io import write_json
 from evaluation.assess import EvalSettings
 from evaluation.study.grids import GRIDS, get_grid
 
@@ -38,7 +43,8 @@ def study_dir(config: dict, grid: str) -> Path:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evaluation.study", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("run", "status", "report", "list"))
+    parser.add_argument("command", choices=("run", "status", "report", "choose", "list"),
+                        help="choose: apply the fixed rule for defaults to `report GRID --split val`'s summary")
     parser.add_argument("grid", nargs="?", default="quick", help=f"one of {', '.join(GRIDS)}")
     parser.add_argument("--jobs", type=int, help="parallel experiments (default: the grid's)")
     parser.add_argument("--repo", type=Path, default=Path("."), help="DVC repository (default: .)")
@@ -107,6 +113,17 @@ def main() -> None:
         if status.failed or status.missing:
             raise SystemExit(f"study {grid.name}: {len(status.failed) + len(status.missing)} experiments did "
                              f"not finish; see {folder / 'queue.log'} and run the command again")
+    elif args.command == "choose":
+        from evaluation.study.choose import choose_default
+
+        summary_file = folder / "summary_val.json"
+        if not summary_file.is_file():
+            raise PipelineInputError(f"{summary_file}: not found (run `report {grid.name} --split val` first)")
+        keys = sorted({key for key in grid.factors if "." in key})
+        current = {key: str(OmegaConf.select(OmegaConf.create(config), key)) for key in keys}
+        choice = choose_default(json.loads(summary_file.read_text()), current)
+        write_json(folder / "choice.json", {"current": current, **dataclasses.asdict(choice)})
+        print(f"{'change the default to' if choice.changed else 'keep'} {choice.method}: {choice.reason}")
     elif args.command == "status":
         from evaluation.study.runner import grid_status
 

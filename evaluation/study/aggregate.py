@@ -221,7 +221,7 @@ def aggregate_task(grid: Grid, study_dir: Path, task: str, settings: EvalSetting
 
 def aggregate(grid: Grid, study_dir: Path, tasks: list[str], settings: EvalSettings,
               split: str = "test", jobs: int = 1) -> dict[str, Any]:
-    result = {"grid": grid.name, "description": grid.description, "budget": grid.budget,
+    result = {"grid": grid.name, "split": split, "description": grid.description, "budget": grid.budget,
               "seeds": list(grid.seeds), "n_bootstrap": settings.n_bootstrap, "ci_level": settings.ci_level,
               "provenance": cell_provenance(study_dir, [cell.name for cell in grid.cells()]), "tasks": {}}
     for task in tasks:
