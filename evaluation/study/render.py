@@ -69,7 +69,9 @@ def methods_table(task: str, summary: dict) -> Table:
         f"{summary['n_patients']:,} patients), mean over seeds; 95% CIs from a bootstrap over "
         "patients and seeds. 'vs reference' is the paired difference against the method's "
         "reference (balancing=none with the same other settings); 'vs encoder alone' is the "
-        "head minus the same encoder trained alone (regime=unimodal); n/a where it does not apply."))
+        "head minus the same encoder trained alone (regime=unimodal); n/a where it does not apply. "
+        "AUPRC intervals sit above their estimate: resampling patients raises average precision "
+        "(docs/reading-the-report.md), so compare AUPRCs by their paired differences."))
 
 
 def _greedy_statements(task: str, summary: dict) -> list[str]:
