@@ -147,8 +147,9 @@ register_grid(Grid(
     "tasks on the study-sized twin, with the unimodal references.",
     factors={"balancing": study_balancers(), "fusion": ("joint", "gated")}, seeds=(1, 2, 3),
     base=STUDY_TWIN, references=UNIMODAL_REFERENCES,
-    budget="78 experiments x about 9-10 CPU-minutes (1.7x a default run, estimated): about 6 hours with 2 jobs "
-           "on the 2-core machine; on a GPU machine `--backend local` with 12 jobs, minutes (not yet measured)"))
+    budget="78 experiments; on the 2-core machine with 2 jobs the in-hospital mortality half took 81 minutes "
+           "(measured 2026-12-06) and the phenotyping half about 4 hours more (estimated); on a GPU machine "
+           "`--backend local` with 12 jobs, minutes (not yet measured)"))
 
 register_grid(Grid(
     "sensitivity", "MILES's threshold tau, rate factor mu and metric scale, joint fusion, 3 seeds, "
