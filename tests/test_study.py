@@ -15,6 +15,7 @@ import pytest
 from data_prep.errors import PipelineInputError
 from evaluation.assess import EvalSettings
 from evaluation.study.aggregate import SeedPatientBootstrap, aggregate
+from evaluation.study.choose import CHOOSERS
 from evaluation.study.collect import cell_dir
 from evaluation.study.grids import GRIDS, Grid, get_grid, study_balancers
 from evaluation.study.render import replace_block, verdict, write_study_report
@@ -29,6 +30,7 @@ def test_every_grid_has_unique_valid_names_and_the_main_grid_every_balancer():
         assert len(names) == len(set(names)), grid.name
         assert all(re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) for name in names), grid.name
         assert all("train.threads=1" in cell.overrides for cell in grid.cells())
+        assert grid.choose is None or grid.choose in CHOOSERS, grid.name
     assert set(study_balancers()) == set(list_balancers())
     main = get_grid("main")
     assert set(main.factors["balancing"]) == set(list_balancers()) and len(main.factors["fusion"]) >= 2
@@ -228,3 +230,25 @@ def test_a_report_from_a_summary_never_written_says_which_file_and_what_to_run(t
     monkeypatch.setattr(sys, "argv", ["study", "report", "quick", "--repo", str(tmp_path), "--from-summary"])
     with pytest.raises(PipelineInputError, match=r"study/quick/summary\.json: not found \(run `report quick` once"):
         main()
+
+
+def test_a_tuning_grid_of_unimodal_cells_aggregates_and_chooses_each_encoders_best_rate(tmp_path):
+    """The unimodal-lr shape: unimodal cells at several rates, nothing compared, each rate its own row."""
+    from evaluation.study.choose import best_unimodal_multipliers
+
+    grid = Grid("lr", "lr", factors={"regime": ("unimodal",), "regime.modality": ("ehr", "cxr"),
+                                     "train.lr": ("1.0e-4", "1.0e-3")}, seeds=(1, 2), reference_method=())
+    rng = np.random.default_rng(3)
+    n = 300
+    y, subjects, has_cxr = rng.integers(0, 2, n), np.repeat(np.arange(n // 2), 2), np.ones(n, bool)
+    noise_by_rate = {("ehr", "1.0e-4"): 0.5, ("ehr", "1.0e-3"): 2.0, ("cxr", "1.0e-4"): 2.0, ("cxr", "1.0e-3"): 0.5}
+    for cell in grid.cells():
+        values = dict(override.split("=", 1) for override in cell.method)
+        modality, lr = values["regime.modality"], values["train.lr"]
+        scores = y + noise_by_rate[modality, lr] * np.random.default_rng(cell.seed).normal(0, 1, n)
+        _write_cell(tmp_path, cell.name, "task", y, {modality: scores}, has_cxr, subjects, _history(1.0, 5.0))
+    summary = aggregate(grid, tmp_path, ["task"], SETTINGS, split="val")
+    methods = summary["tasks"]["task"]["methods"]
+    assert len({m["method"] for m in methods}) == 4 and all(m["reference"] is None for m in methods)
+    choice = best_unimodal_multipliers(summary, 1.0e-4)
+    assert choice.overrides == ("balancing.unimodal_multipliers.cxr=10", "balancing.unimodal_multipliers.ehr=1")

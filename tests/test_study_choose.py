@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.study.choose import choose_default
+from evaluation.study.choose import best_unimodal_multipliers, choose_default
 
 CURRENT = {"balancing.tau": "0.2", "balancing.mu": "0.5", "balancing.scale": "raw"}
 
@@ -81,6 +81,29 @@ def test_the_choose_command_reads_the_validation_summary_and_the_current_setting
     (folder / "summary_val.json").write_text(json.dumps(_summary(_method("0.2", "raw", (0.0, -0.02, 0.02)),
                                                                  _method("0.05", "raw", (0.03, 0.01, 0.05)))))
     main()
-    assert capsys.readouterr().out.startswith("change the default to miles · 0.05 · 0.5 · raw: ")
+    assert capsys.readouterr().out.startswith("change to miles · 0.05 · 0.5 · raw: ")
     saved = json.loads((folder / "choice.json").read_text())
-    assert saved["current"] == CURRENT and saved["changed"] is True
+    assert saved["rule"] == "beats_none" and saved["changed"] is True
+    monkeypatch.setattr(sys, "argv", ["study", "choose", "main", "--repo", str(tmp_path)])
+    with pytest.raises(PipelineInputError, match="study grid 'main' has no choice rule .*sensitivity"):
+        main()
+
+
+def _unimodal(modality: str, lr: str, auroc: float) -> dict:
+    return {"method": f"unimodal {modality} · {lr}", "reference": None,
+            "overrides": ["regime=unimodal", f"regime.modality={modality}", f"train.lr={lr}"],
+            "heads": {modality: {"auroc": {"mean": auroc, "low": auroc - 0.05, "high": auroc + 0.05, "n_seeds": 3}}}}
+
+
+def test_the_best_rate_alone_of_each_encoder_becomes_its_mslr_multiplier():
+    summary = {"split": "val", "tasks": {"ihm": {"methods": [
+        _unimodal("ehr", "1.0e-4", 0.70), _unimodal("ehr", "3.0e-4", 0.74), _unimodal("ehr", "1.0e-3", 0.72),
+        _unimodal("cxr", "1.0e-4", 0.60), _unimodal("cxr", "3.0e-4", 0.65), _unimodal("cxr", "1.0e-3", 0.68)]}}}
+    choice = best_unimodal_multipliers(summary, 3.0e-4)
+    assert choice.changed and choice.overrides == ("balancing.unimodal_multipliers.cxr=3.33333",
+                                                   "balancing.unimodal_multipliers.ehr=1")
+    assert "mslr_k.yaml" in choice.reason and "0.001 -> 0.680" in choice.reason
+    summary["tasks"]["ihm"]["methods"][5]["heads"]["cxr"]["auroc"]["mean"] = 0.65  # a tie: the rate nearer train.lr
+    assert not best_unimodal_multipliers(summary, 3.0e-4).changed
+    with pytest.raises(ValueError, match="not on split 'test'"):
+        best_unimodal_multipliers({**summary, "split": "test"}, 3.0e-4)

@@ -114,16 +114,17 @@ def main() -> None:
             raise SystemExit(f"study {grid.name}: {len(status.failed) + len(status.missing)} experiments did "
                              f"not finish; see {folder / 'queue.log'} and run the command again")
     elif args.command == "choose":
-        from evaluation.study.choose import choose_default
+        from evaluation.study.choose import CHOOSERS
 
+        if grid.choose is None:
+            raise PipelineInputError(f"study grid {grid.name!r} has no choice rule (grids with one: "
+                                     f"{', '.join(g.name for g in GRIDS.values() if g.choose)})")
         summary_file = folder / "summary_val.json"
         if not summary_file.is_file():
             raise PipelineInputError(f"{summary_file}: not found (run `report {grid.name} --split val` first)")
-        keys = sorted({key for key in grid.factors if "." in key})
-        current = {key: str(OmegaConf.select(OmegaConf.create(config), key)) for key in keys}
-        choice = choose_default(json.loads(summary_file.read_text()), current)
-        write_json(folder / "choice.json", {"current": current, **dataclasses.asdict(choice)})
-        print(f"{'change the default to' if choice.changed else 'keep'} {choice.method}: {choice.reason}")
+        choice = CHOOSERS.create(grid.choose, grid, json.loads(summary_file.read_text()), config)
+        write_json(folder / "choice.json", {"rule": grid.choose, **dataclasses.asdict(choice)})
+        print(f"{'change to' if choice.changed else 'keep'} {choice.method}: {choice.reason}")
     elif args.command == "status":
         from evaluation.study.runner import grid_status
 

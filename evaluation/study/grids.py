@@ -58,10 +58,12 @@ class Cell:
 
 
 def method_label(method: tuple[str, ...]) -> str:
-    """`balancing=miles fusion=joint` -> "miles · joint"; unimodal -> "unimodal cxr"."""
+    """`balancing=miles fusion=joint` -> "miles · joint"; unimodal -> "unimodal cxr" (with any other
+    values after it: "unimodal cxr · 1.0e-3")."""
     values = dict(override.split("=", 1) for override in method)
+    rest = [value for key, value in values.items() if key not in ("regime", "regime.modality")]
     if values.get("regime") == "unimodal":
-        return f"unimodal {values.get('regime.modality', 'ehr')}"
+        return " · ".join([f"unimodal {values.get('regime.modality', 'ehr')}", *rest])
     return " · ".join(value for key, value in values.items() if key != "regime")
 
 
@@ -87,6 +89,7 @@ class Grid:
     jobs: int = 2
     budget: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    choose: str | None = None   # the rule `study choose` applies to its validation summary (choose.CHOOSERS)
 
     def methods(self) -> list[tuple[str, ...]]:
         keys = list(self.factors)
@@ -156,5 +159,16 @@ register_grid(Grid(
     "on the default twin.",
     factors={"balancing": ("miles",), "balancing.tau": ("0.05", "0.1", "0.2", "0.3"),
              "balancing.mu": ("0.25", "0.5", "0.75"), "balancing.scale": ("raw", "chance_corrected")},
-    seeds=(1, 2, 3), references=(("balancing=none",),),
+    seeds=(1, 2, 3), references=(("balancing=none",),), choose="beats_none",
     budget="75 experiments x about 5.5 CPU-minutes: about 3.5 hours with 2 jobs on the 2-core machine"))
+
+register_grid(Grid(
+    "unimodal-lr", "Each encoder trained alone at four learning rates, 3 seeds, on the study twin: "
+    "`study choose unimodal-lr` gives MSLR-K's and MSLR-S's per-modality multipliers (the best "
+    "rate alone, relative to train.lr), which are 1.0, plain joint training, until it has run.",
+    factors={"regime": ("unimodal",), "regime.modality": ("ehr", "cxr"),
+             "train.lr": ("1.0e-4", "3.0e-4", "1.0e-3", "3.0e-3")},
+    seeds=(1, 2, 3), base=STUDY_TWIN, reference_method=(),  # a tuning grid: nothing is compared
+    choose="best_unimodal_lr",
+    budget="24 experiments of one encoder each (not yet run): about 1 hour with 2 jobs on the 2-core "
+           "machine for in-hospital mortality (estimated from the main grid's unimodal cells)"))
