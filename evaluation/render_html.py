@@ -29,7 +29,7 @@ th,td{border:1px solid #d6dde4;padding:5px 8px;vertical-align:top}
 th{background:#e9eef3;text-align:left;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#f8fafb}
-td:first-child{white-space:nowrap}
+td:first-child,td.label{white-space:nowrap}
 .table-wrap{overflow-x:auto;max-width:100%}
 .links li{margin:4px 0;font-size:1.05em}
 figure{margin:12px 0}
@@ -53,7 +53,7 @@ def _table(table: Table) -> str:
         cells = []
         for k, value in enumerate(row):
             numeric = k >= table.label_columns and _looks_numeric(value)
-            attribute = ' class="num"' if numeric else ""
+            attribute = ' class="num"' if numeric else ' class="label"' if k < table.label_columns else ""
             cells.append(f"<td{attribute}>{html.escape(value)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
