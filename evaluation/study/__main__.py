@@ -115,11 +115,12 @@ def main() -> None:
                              f"not finish; see {folder / 'queue.log'} and run the command again")
     elif args.command == "choose":
         from evaluation.study.choose import CHOOSERS
+        from evaluation.study.render import report_paths
 
         if grid.choose is None:
             raise PipelineInputError(f"study grid {grid.name!r} has no choice rule (grids with one: "
                                      f"{', '.join(g.name for g in GRIDS.values() if g.choose)})")
-        summary_file = folder / "summary_val.json"
+        summary_file = report_paths(folder, "val")[0]
         if not summary_file.is_file():
             raise PipelineInputError(f"{summary_file}: not found (run `report {grid.name} --split val` first)")
         choice = CHOOSERS.create(grid.choose, grid, json.loads(summary_file.read_text()), config)
@@ -132,11 +133,11 @@ def main() -> None:
     else:
         from evaluation.study.aggregate import aggregate
         from evaluation.study.collect import collect
-        from evaluation.study.render import write_study_report
+        from evaluation.study.render import report_paths, write_study_report
 
         tasks = selected_tasks(config, args.tasks)
         if args.from_summary:
-            summary_file = folder / ("summary.json" if args.split == "test" else f"summary_{args.split}.json")
+            summary_file = report_paths(folder, args.split)[0]
             if not summary_file.is_file():
                 raise PipelineInputError(f"{summary_file}: not found (run `report {grid.name}` once with its cells)")
             summary = json.loads(summary_file.read_text())

@@ -30,6 +30,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from evaluation.study.grids import override_values
 from models.registry import Registry
 
 HEAD, METRIC = "fused", "auroc"
@@ -82,7 +83,7 @@ def choose_default(summary: dict[str, Any], current: dict[str, str]) -> Choice:
                       f"no setting's validation {HEAD} {METRIC.upper()} was shown above balancing=none "
                       f"(CI above 0) on {where}; the current default stays (its difference {mean(default):+.3f}).")
     best = max(shown, key=mean)
-    if best == default or mean(best) <= mean(default):
+    if mean(best) <= mean(default):  # the default itself among them included
         return Choice(default, overrides[default], False,
                       f"the current default is shown above balancing=none on {where} "
                       f"({mean(default):+.3f}) and no shown setting has a larger mean; it stays."
@@ -93,10 +94,6 @@ def choose_default(summary: dict[str, Any], current: dict[str, str]) -> Choice:
                   f"{best} is shown above balancing=none on {where} (validation {HEAD} {METRIC.upper()} "
                   f"difference {mean(best):+.3f}, CI above 0) and has the largest mean of the "
                   f"{len(shown)} shown; the current default's was {mean(default):+.3f}.")
-
-
-def _values(method: dict[str, Any]) -> dict[str, str]:
-    return dict(override.split("=", 1) for override in method["overrides"])
 
 
 def _require_validation(summary: dict[str, Any]) -> None:
@@ -112,7 +109,7 @@ def best_unimodal_multipliers(summary: dict[str, Any], base_lr: float) -> Choice
     scores: dict[str, dict[float, list[float]]] = {}
     for task_summary in summary["tasks"].values():
         for method in task_summary["methods"]:
-            values = _values(method)
+            values = override_values(method["overrides"])
             if values.get("regime") != "unimodal" or "train.lr" not in values:
                 continue
             modality = values.get("regime.modality", "ehr")

@@ -57,12 +57,17 @@ class Cell:
         return f"{self.grid}-{slug(self.method)}-s{self.seed}"
 
 
+def override_values(overrides: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`("balancing=miles", "balancing.tau=0.1")` -> {"balancing": "miles", "balancing.tau": "0.1"}."""
+    return dict(override.split("=", 1) for override in overrides)
+
+
 def method_label(method: tuple[str, ...]) -> str:
     """`balancing=miles fusion=joint` -> "miles · joint"; unimodal -> "unimodal cxr" (with any other
     values after it: "unimodal cxr · 1.0e-3")."""
-    values = dict(override.split("=", 1) for override in method)
-    rest = [value for key, value in values.items() if key not in ("regime", "regime.modality")]
+    values = override_values(method)
     if values.get("regime") == "unimodal":
+        rest = [value for key, value in values.items() if key not in ("regime", "regime.modality")]
         return " · ".join([f"unimodal {values.get('regime.modality', 'ehr')}", *rest])
     return " · ".join(value for key, value in values.items() if key != "regime")
 
@@ -107,8 +112,7 @@ class Grid:
         unimodal models."""
         if method in self.references and method != self.reference_method:
             return None
-        values = dict(override.split("=", 1) for override in method)
-        values.update(override.split("=", 1) for override in self.reference_method)
+        values = {**override_values(method), **override_values(self.reference_method)}
         derived = tuple(f"{key}={value}" for key, value in values.items())
         for candidate in (derived, self.reference_method):
             if candidate != method and candidate in self.methods():

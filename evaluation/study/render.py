@@ -202,11 +202,17 @@ def replace_block(text: str, grid: str, block: str) -> str:
     return pattern.sub(lambda _: new, text) if pattern.search(text) else text.rstrip() + "\n\n" + new + "\n"
 
 
+def report_paths(folder: Path, split: str = "test") -> tuple[Path, Path, Path]:
+    """A study report's summary.json, results.md and index.html; another split's carry its name
+    (summary_val.json, ...) so a validation report never replaces the test report."""
+    suffix = "" if split == "test" else f"_{split}"
+    return (Path(folder) / f"summary{suffix}.json", Path(folder) / f"results{suffix}.md",
+            Path(folder) / f"index{suffix}.html")
+
+
 def write_study_report(grid: Grid, summary: dict, folder: Path, docs: Path | None = None) -> list[Path]:
-    folder = Path(folder)
-    suffix = "" if summary.get("split", "test") == "test" else f"_{summary['split']}"
     document = study_document(grid, summary)
-    written = [folder / f"summary{suffix}.json", folder / f"results{suffix}.md", folder / f"index{suffix}.html"]
+    written = list(report_paths(folder, summary.get("split", "test")))
     write_json(written[0], summary)
     markdown = render_markdown(document, footer=f"Built by `python -m evaluation.study report {grid.name}`.")
     write_text(written[1], markdown)
