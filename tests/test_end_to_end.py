@@ -171,6 +171,8 @@ def test_quick_study_runs_as_plain_processes_resumes_and_reports(workspace):
     stamps = sorted(cells.glob("*/*/revision.json"))
     assert len(stamps) == 12
     assert {json.loads(stamp.read_text())["backend"] for stamp in stamps} == {"local"}
+    runs = repo / "runs" / "study-local" / "runs"  # checkpoints go once the outputs are copied
+    assert not list(runs.rglob("*.pt")) and not list(runs.glob("quick/*"))
     again = run(local, repo, env)
     assert "'done': 0, 'failed': 0, 'skipped': 0, 'already': 12" in again
 

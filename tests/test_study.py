@@ -17,7 +17,7 @@ from evaluation.assess import EvalSettings
 from evaluation.study.aggregate import SeedPatientBootstrap, aggregate
 from evaluation.study.choose import CHOOSERS
 from evaluation.study.collect import cell_dir
-from evaluation.study.grids import GRIDS, Grid, get_grid, study_balancers
+from evaluation.study.grids import GRIDS, MATCHED_TWIN, Grid, get_grid, study_balancers
 from evaluation.study.render import replace_block, verdict, write_study_report
 from training.balancers import list_balancers
 
@@ -37,6 +37,21 @@ def test_every_grid_has_unique_valid_names_and_the_main_grid_every_balancer():
     assert len(main.seeds) >= 3
     with pytest.raises(PipelineInputError, match="study grid 'nope': expected one of"):
         get_grid("nope")
+
+
+def test_the_matched_twin_trains_on_as_many_patients_as_the_default_and_tests_on_more():
+    """The twin that can test a balancer keeps the default's training size (a larger one removed
+    the imbalance) and grows only the held-out sets."""
+    from data_prep.params import checked_compose
+
+    default, matched = checked_compose([]), checked_compose(list(MATCHED_TWIN))
+    def patients(params: dict, split: str) -> float:
+        return params["data"]["synthetic"]["n_subjects"] * params["data"]["split"][split]
+    assert patients(matched, "train") == pytest.approx(patients(default, "train"))
+    assert patients(matched, "test") >= 10 * patients(default, "test")
+    assert patients(matched, "val") >= patients(default, "val")
+    assert get_grid("matched").base == MATCHED_TWIN == get_grid("unimodal-lr").base
+    assert get_grid("matched").factors == get_grid("main").factors
 
 
 def test_each_method_is_compared_with_none_under_the_same_other_settings():

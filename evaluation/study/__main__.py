@@ -68,6 +68,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help="run or report these tasks only (default: every task in the settings); "
                              "a later run without it adds the others")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="--backend local: keep each training's run folder (checkpoints) once its "
+                             "outputs are copied (default: delete it)")
     parser.add_argument("--deadline-minutes", type=float,
                         help="--backend local: start no training after this many minutes")
     return parser
@@ -100,7 +103,7 @@ def main() -> None:
         deadline = None if args.deadline_minutes is None else time.monotonic() + 60 * args.deadline_minutes
         tasks = selected_tasks(config, args.tasks)
         counts = run_local([grid], args.repo, args.work, {grid.name: folder}, tasks, jobs=args.jobs or grid.jobs,
-                           extra=args.extra, deadline=deadline)
+                           extra=args.extra, deadline=deadline, keep_runs=args.keep_runs)
         print(f"study {grid.name} (local): {counts}")
         if counts["failed"] or counts["skipped"]:
             raise SystemExit(f"study {grid.name}: {counts['failed']} failed, {counts['skipped']} not started; "

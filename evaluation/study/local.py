@@ -7,6 +7,9 @@ predictions.parquet and history.json land where `report` reads them
 (reports/study/<grid>/cells/<name>/<task>/), stamped `{"backend": "local", "commit": ...}` so
 that `collect` (which mirrors DVC's experiments) leaves them alone. Resumable: a (cell, task)
 whose stamp exists is skipped, and a killed training continues from its last.pt (`--resume`).
+Once a (cell, task) is stamped its run folder (checkpoints, about 180 MB a training on the
+study twin) is deleted, unless `keep_runs`: the report needs only the copied predictions and
+history, and a grid's checkpoints filled a 250 GB disk before this rule existed.
 
 Data: the data stages of dvc.yaml, run in its order with the grid's `base` overrides. A grid
 that changes the data (the study twin) prepares its own copy under <work>/data/<name>/ so it
@@ -22,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -133,8 +137,9 @@ def cell_done(study_dir: Path, job: CellTask) -> bool:
 
 
 def run_cell_task(job: CellTask, repo: Path, work: Path, study_dir: Path, data: list[str],
-                  extra: list[str], commit: str) -> bool:
-    """Train one task of one cell and copy its outputs into the study folder; True when done."""
+                  extra: list[str], commit: str, keep_runs: bool = False) -> bool:
+    """Train one task of one cell and copy its outputs into the study folder; True when done.
+    The run folder goes once the stamp is written (a crash before that leaves last.pt to resume)."""
     runs = work / "runs" / job.grid.name / job.cell.name
     params_file = work / "params" / job.grid.name / f"{job.cell.name}.yaml"
     overrides = [*job.cell.overrides, *data, *extra, f"train.runs_dir={runs}"]
@@ -150,6 +155,10 @@ def run_cell_task(job: CellTask, repo: Path, work: Path, study_dir: Path, data: 
         write_bytes(target / name, (runs / job.task / name).read_bytes())
     write_json(target / STAMP, {"backend": "local", "commit": commit, "overrides": overrides,
                                 "seconds": round(time.monotonic() - started, 1)})
+    if not keep_runs:
+        shutil.rmtree(runs / job.task, ignore_errors=True)
+        if runs.is_dir() and not any(runs.iterdir()):
+            runs.rmdir()
     return True
 
 
@@ -163,13 +172,14 @@ def ordered_jobs(grids: list[Grid], tasks: list[str]) -> list[CellTask]:
 
 def run_local(grids: list[Grid], repo: Path, work: Path, study_dirs: dict[str, Path], tasks: list[str], *,
               jobs: int, extra: list[str] = (), deadline: float | None = None,
-              data_jobs: int | None = None, on_grid_done: Callable[[Grid], None] | None = None) -> dict[str, int]:
+              data_jobs: int | None = None, on_grid_done: Callable[[Grid], None] | None = None,
+              keep_runs: bool = False) -> dict[str, int]:
     """Run every missing (cell, task) of `grids`, `jobs` processes at a time; no new one starts
     after `deadline` (a time.monotonic() value). Each grid's data are prepared in a thread of
     their own, and a grid's trainings start as soon as its data are ready, so a slow study twin
     does not hold back the default twin's cells. `on_grid_done(grid)` is called once a grid has
-    nothing left to run (its report can start while other grids train). Returns counts: done,
-    failed, skipped, already."""
+    nothing left to run (its report can start while other grids train). `keep_runs` keeps each
+    training's checkpoints. Returns counts: done, failed, skipped, already."""
     repo, work, extra = Path(repo), Path(work), list(extra)
     commit = git_commit(repo)
     pending = [job for job in ordered_jobs(grids, tasks) if not cell_done(study_dirs[job.grid.name], job)]
@@ -201,7 +211,7 @@ def run_local(grids: list[Grid], repo: Path, work: Path, study_dirs: dict[str, P
                     break
                 pending.remove(job)
                 running[pool.submit(run_cell_task, job, repo, work, study_dirs[job.grid.name],
-                                    data[job.grid.name].result(), extra, commit)] = job
+                                    data[job.grid.name].result(), extra, commit, keep_runs)] = job
             if not running:
                 if pending:
                     wait(list(data.values()), return_when=FIRST_COMPLETED, timeout=5)
