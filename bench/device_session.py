@@ -1,7 +1,7 @@
 """One lent-GPU session, prepared ahead: the GPU step benchmark, then the study grids, the
 privacy-utility grid and the MIND comparison side by side, all under one deadline.
 
-    python bench/device_session.py --out DIR [--minutes 5] [--hard-minutes 8.3] [--jobs 12] [--grids main sensitivity greedy unimodal-lr]
+    python bench/device_session.py --out DIR [--minutes 5] [--hard-minutes 8.3] [--jobs 12] [--grids matched unimodal-lr sensitivity main greedy]
 
 Why one script: a lent machine is held for minutes, so everything that needs it runs in one
 call, in priority order, and whatever finished by the deadline is packed into at most 7
@@ -89,11 +89,11 @@ def pack(out: Path, groups: dict[str, list[Path]]) -> list[str]:
 
 
 def start_reports(grids: list, logs: Path) -> dict[str, subprocess.Popen]:
-    """`study report` for every grid (test split; validation too for the sensitivity grid, whose
-    settings are chosen on it), side by side, each scoring its cells in several processes."""
+    """`study report` for every grid (test split; validation too for a grid with a choice rule,
+    whose settings are chosen on it), side by side, each scoring its cells in several processes."""
     commands = {}
     for grid in grids:
-        for split in ("test", "val") if grid.name == "sensitivity" else ("test",):
+        for split in ("test", "val") if grid.choose else ("test",):
             commands[f"{grid.name}-{split}"] = [sys.executable, "-m", "evaluation.study", "report", grid.name,
                                                 "--no-collect", "--no-index", "--split", split,
                                                 "--report-jobs", "8" if grid.base else "3"]
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--hard-minutes", type=float, default=8.3,
                         help="stop the side jobs and the reports at this point, then pack")
     parser.add_argument("--jobs", type=int, default=12, help="study trainings at a time")
-    parser.add_argument("--grids", nargs="+", default=["main", "sensitivity", "greedy", "unimodal-lr"])
+    parser.add_argument("--grids", nargs="+", default=["matched", "unimodal-lr", "sensitivity", "main", "greedy"])
     parser.add_argument("--skip-bench", action="store_true")
     parser.add_argument("--no-side", action="store_true", help="study grids only (no privacy, no MIND)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every training")

@@ -62,13 +62,13 @@ def study_sections_found(study_root: Path) -> list:
     (`python -m evaluation.study report <grid>`), so the comparison report shows the same
     seed-aggregated numbers as docs/results.md."""
     from evaluation.study.grids import GRIDS
-    from evaluation.study.render import study_sections
+    from evaluation.study.render import report_paths, study_sections
 
     sections = []
-    for path in sorted(study_root.glob("*/summary.json")):
-        summary = read_json(path, "study summary")
-        grid = GRIDS.get(path.parent.name)
-        if isinstance(summary, dict) and grid is not None:
+    for grid in GRIDS.values():  # the registry's order: the grids in the order the docs tell them
+        path = report_paths(study_root / grid.name, "test")[0]
+        summary = read_json(path, "study summary") if path.is_file() else None
+        if isinstance(summary, dict):
             sections += study_sections(grid, summary)
     return sections
 

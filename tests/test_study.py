@@ -267,3 +267,20 @@ def test_a_tuning_grid_of_unimodal_cells_aggregates_and_chooses_each_encoders_be
     assert len({m["method"] for m in methods}) == 4 and all(m["reference"] is None for m in methods)
     choice = best_unimodal_multipliers(summary, 1.0e-4)
     assert choice.overrides == ("balancing.unimodal_multipliers.cxr=10", "balancing.unimodal_multipliers.ehr=1")
+
+
+def test_the_comparison_report_shows_each_registered_grids_test_summary_only(toy_study, tmp_path, monkeypatch):
+    """reports/index.html takes a grid's test summary, never its validation one (chosen-on data)
+    nor a folder that is no grid."""
+    from evaluation.index_report import study_sections_found
+    from evaluation.study.render import study_sections
+
+    grid = toy_grid()
+    monkeypatch.setitem(GRIDS, grid.name, grid)
+    root = tmp_path / "study"
+    test_summary = aggregate(grid, toy_study, ["task"], SETTINGS)
+    write_study_report(grid, test_summary, root / grid.name)
+    write_study_report(grid, aggregate(grid, toy_study, ["task"], SETTINGS, split="val"), root / grid.name)
+    write_study_report(grid, test_summary, root / "not-a-grid")
+    found = study_sections_found(root)
+    assert found and repr(found) == repr(study_sections(grid, json.loads(json.dumps(test_summary))))
