@@ -170,9 +170,17 @@ def test_a_validation_report_has_files_of_its_own_and_leaves_the_test_report_alo
     test_files = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     validation = aggregate(grid, toy_study, ["task"], SETTINGS, split="val")
     assert validation["split"] == "val"
-    written = write_study_report(grid, validation, tmp_path / "out")
-    assert {p.name for p in written} == {"summary_val.json", "results_val.md", "index_val.html"}
+    docs = tmp_path / "results.md"
+    write_study_report(grid, aggregate(grid, toy_study, ["task"], SETTINGS), tmp_path / "other", docs=docs)
+    test_block = docs.read_text()
+    written = write_study_report(grid, validation, tmp_path / "out", docs=docs)
+    assert {p.name for p in written} == {"summary_val.json", "results_val.md", "index_val.html", "results.md"}
     assert {name: (tmp_path / "out" / name).read_bytes() for name in test_files} == test_files
+    # it calls itself a validation report everywhere, in a docs block of its own
+    text = (tmp_path / "out" / "results_val.md").read_text()
+    assert "paired validation set" in text and "paired test set" not in text
+    assert "Study toy-val" in text and "report toy --split val" in text
+    assert docs.read_text().startswith(test_block.rstrip()) and "<!-- study:toy-val:start -->" in docs.read_text()
 
 
 def test_replace_block_appends_when_the_markers_are_missing():

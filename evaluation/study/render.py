@@ -28,6 +28,7 @@ from evaluation.report_content import TASK_TITLES  # noqa: E402
 from evaluation.study.grids import Grid  # noqa: E402
 
 HEAD_ORDER = ("fused", "ehr", "cxr")
+SPLIT_NAMES = {"test": "test", "val": "validation"}
 METRIC_NAMES = {"auroc": "AUROC", "auprc": "AUPRC"}
 
 
@@ -48,7 +49,21 @@ def verdict(entry: dict | None) -> str:
     return "no difference shown"
 
 
-def methods_table(task: str, summary: dict) -> Table:
+def split_of(summary: dict) -> str:
+    return str(summary.get("split", "test"))
+
+
+def report_name(grid: Grid, split: str) -> str:
+    """How a report names itself (titles, section ids, the docs block's markers): a validation
+    report says so everywhere, so that no one reads tuning numbers as test results."""
+    return grid.name if split == "test" else f"{grid.name}-{split}"
+
+
+def report_command(grid: Grid, split: str) -> str:
+    return f"python -m evaluation.study report {grid.name}" + ("" if split == "test" else f" --split {split}")
+
+
+def methods_table(task: str, summary: dict, split: str = "test") -> Table:
     header = ["Method", "Seeds", "Head", "AUROC", "AUROC vs reference", "AUPRC", "AUPRC vs reference",
               "AUROC vs encoder alone", "Epoch time vs reference"]
     rows = []
@@ -65,7 +80,7 @@ def methods_table(task: str, summary: dict) -> Table:
                          signed_with_ci(_estimate(alone.get("auroc"))),
                          f"{number(cost, 2)}x" if cost is not None else "-"])
     return Table(f"study-{task}", header, rows, label_columns=3, caption=(
-        f"{TASK_TITLES.get(task, task)}: paired test set ({summary['n_stays']:,} stays, "
+        f"{TASK_TITLES.get(task, task)}: paired {SPLIT_NAMES.get(split, split)} set ({summary['n_stays']:,} stays, "
         f"{summary['n_patients']:,} patients), mean over seeds; 95% CIs from a bootstrap over "
         "patients and seeds. 'vs reference' is the paired difference against the method's "
         "reference (balancing=none with the same other settings); 'vs encoder alone' is the "
@@ -155,9 +170,10 @@ def lr_trace_lines(task: str, summary: dict) -> list[str]:
 
 
 def study_sections(grid: Grid, summary: dict, figures: bool = True) -> list[Section]:
-    sections = []
+    sections, split = [], split_of(summary)
+    name = report_name(grid, split)
     for index, (task, task_summary) in enumerate(summary["tasks"].items()):
-        blocks: list[Any] = [methods_table(task, task_summary)]
+        blocks: list[Any] = [methods_table(task, task_summary, split)]
         provenance = provenance_line(summary)
         if index == 0 and provenance:
             blocks.insert(0, Paragraph(provenance, "note"))
@@ -168,10 +184,9 @@ def study_sections(grid: Grid, summary: dict, figures: bool = True) -> list[Sect
             blocks.append(figure)
         elif not figures:
             blocks += [Paragraph(line) for line in lr_trace_lines(task, task_summary)]
-        sections.append(Section(f"study-{grid.name}-{task}",
-                                f"Study {grid.name}: {TASK_TITLES.get(task, task)}", blocks))
+        sections.append(Section(f"study-{name}-{task}", f"Study {name}: {TASK_TITLES.get(task, task)}", blocks))
     if not sections:
-        sections.append(Section(f"study-{grid.name}", f"Study {grid.name}",
+        sections.append(Section(f"study-{name}", f"Study {name}",
                                 [Paragraph("No finished experiments collected yet.", "note")]))
     left_out = summary.get("tasks_left_out") or []
     if left_out:
@@ -187,10 +202,10 @@ def left_out_line(grid: Grid, tasks: list[str]) -> str:
 
 
 def study_document(grid: Grid, summary: dict) -> Document:
-    return Document(title=f"Study {grid.name}", subtitle=grid.description, banner=None,
+    split = split_of(summary)
+    return Document(title=f"Study {report_name(grid, split)}", subtitle=grid.description, banner=None,
                     summary=f"Seeds {', '.join(map(str, grid.seeds))}; budget: {grid.budget}. Command: "
-                            f"`python -m evaluation.study run {grid.name}` then "
-                            f"`python -m evaluation.study report {grid.name}`.",
+                            f"`python -m evaluation.study run {grid.name}` then `{report_command(grid, split)}`.",
                     sections=study_sections(grid, summary))
 
 
@@ -214,13 +229,13 @@ def write_study_report(grid: Grid, summary: dict, folder: Path, docs: Path | Non
     document = study_document(grid, summary)
     written = list(report_paths(folder, summary.get("split", "test")))
     write_json(written[0], summary)
-    markdown = render_markdown(document, footer=f"Built by `python -m evaluation.study report {grid.name}`.")
-    write_text(written[1], markdown)
-    write_text(written[2], render_html(document, footer=f"Built by `python -m evaluation.study report {grid.name}`."))
+    footer = f"Built by `{report_command(grid, split_of(summary))}`."
+    write_text(written[1], render_markdown(document, footer=footer))
+    write_text(written[2], render_html(document, footer=footer))
     if docs is not None:
         body = render_sections(study_sections(grid, summary, figures=False))
         docs = Path(docs)
         text = docs.read_text() if docs.is_file() else "# Results\n"
-        write_text(docs, replace_block(text, grid.name, body))
+        write_text(docs, replace_block(text, report_name(grid, split_of(summary)), body))
         written.append(docs)
     return written
