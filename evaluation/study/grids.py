@@ -194,3 +194,18 @@ register_grid(Grid(
     choose="best_unimodal_lr",
     budget="24 experiments of one encoder each; on the 2-core machine with 2 jobs the in-hospital mortality "
            "half took 10 minutes and the phenotyping half 16 (measured 2026-12-06)"))
+
+# Issue 15, item 1: if the twin does not leave the image branch under-trained, turn the
+# generator's imbalance knob (never the methods) until it does. One grid per value, because a
+# grid's base is what changes the data (each gets its own copy); on the matched twin, so that
+# training size is the default's and the test set large; in-hospital mortality is where MILES
+# acted on the default twin.
+IMBALANCE_VALUES = ("2", "4", "8")
+for _value in IMBALANCE_VALUES:
+    register_grid(Grid(
+        f"imbalance-{_value}", f"Greedy learning with data.synthetic.imbalance={_value} (EHR imprint x "
+        f"sqrt({_value}), image imprint / sqrt({_value})) on the matched twin: the jointly trained model "
+        "without balancing and with MILES against each encoder alone, 3 seeds.",
+        factors={"balancing": ("none", "miles")}, seeds=(1, 2, 3),
+        base=(*MATCHED_TWIN, f"data.synthetic.imbalance={_value}"), references=UNIMODAL_REFERENCES,
+        budget="12 experiments; about 10 minutes for in-hospital mortality with 2 jobs on the 2-core machine"))
