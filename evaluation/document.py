@@ -42,6 +42,7 @@ class Section:
     section_id: str
     title: str
     blocks: list[Paragraph | Table | Figure | LinkList] = field(default_factory=list)
+    nav: str | None = None   # the link text in a page's navigation; default: the title up to its first ':'
 
 
 @dataclass

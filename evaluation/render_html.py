@@ -90,7 +90,7 @@ def _section(section: Section) -> str:
 
 
 def render_html(document: Document, footer: str = "", extra_head: str = "") -> str:
-    nav = "".join(f"<a href=\"#{html.escape(s.section_id)}\">{html.escape(s.title.split(':')[0])}</a>"
+    nav = "".join(f"<a href=\"#{html.escape(s.section_id)}\">{html.escape(s.nav or s.title.split(':')[0])}</a>"
                   for s in document.sections)
     banner = f"<div class=\"banner\" role=\"alert\">{html.escape(document.banner)}</div>" \
         if document.banner else ""

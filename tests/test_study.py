@@ -180,6 +180,8 @@ def test_a_validation_report_has_files_of_its_own_and_leaves_the_test_report_alo
     text = (tmp_path / "out" / "results_val.md").read_text()
     assert "paired validation set" in text and "paired test set" not in text
     assert "Study toy-val" in text and "report toy --split val" in text
+    page = (tmp_path / "out" / "index_val.html").read_text()
+    assert '<a href="#study-toy-val-task">toy-val: task</a>' in page  # the navigation names each task
     assert docs.read_text().startswith(test_block.rstrip()) and "<!-- study:toy-val:start -->" in docs.read_text()
 
 

@@ -184,7 +184,9 @@ def study_sections(grid: Grid, summary: dict, figures: bool = True) -> list[Sect
             blocks.append(figure)
         elif not figures:
             blocks += [Paragraph(line) for line in lr_trace_lines(task, task_summary)]
-        sections.append(Section(f"study-{name}-{task}", f"Study {name}: {TASK_TITLES.get(task, task)}", blocks))
+        title = TASK_TITLES.get(task, task)
+        sections.append(Section(f"study-{name}-{task}", f"Study {name}: {title}", blocks,
+                                nav=f"{name}: {title.split(' (')[0]}"))
     if not sections:
         sections.append(Section(f"study-{name}", f"Study {name}",
                                 [Paragraph("No finished experiments collected yet.", "note")]))
