@@ -113,6 +113,7 @@ RANGE_RULES: dict[str, Range] = {
 }
 CHOICE_RULES: dict[str, tuple[str, ...]] = {
     "train.setting": ("paired", "partial"),
+    "model.unimodal_heads": ("joint", "probe"),
 }
 
 

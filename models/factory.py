@@ -81,7 +81,8 @@ def build(cfg: Mapping[str, Any], num_labels: int, *, ehr_features: int | None =
     ehr_encoder = build_encoder(model_cfg, "ehr", ehr_features=ehr_features)
     cxr_encoder = build_encoder(model_cfg, "cxr", channels_last=channels_last)
     fusion = create_from_section(FUSIONS, cfg["fusion"], "fusion", embed_dim)
-    return MultiHeadFusionModel(ehr_encoder, cxr_encoder, fusion, embed_dim=embed_dim, num_labels=num_labels)
+    return MultiHeadFusionModel(ehr_encoder, cxr_encoder, fusion, embed_dim=embed_dim, num_labels=num_labels,
+                                unimodal_heads=str(model_cfg.get("unimodal_heads", "joint")))
 
 
 def build_unimodal(cfg: Mapping[str, Any], modality: str, num_labels: int, *,

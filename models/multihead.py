@@ -18,6 +18,11 @@ from models.heads import projection, unimodal_head
 from models.names import HEADS, MODALITIES, SHARED_GROUP
 
 UNIMODAL_HEAD_PLACEMENTS = ("encoder", "shared")
+# joint: each unimodal head's loss trains its encoder too (the design's multi-head model).
+# probe: the unimodal heads read detached embeddings, so only the fused loss trains the
+# encoders and the unimodal heads measure what each encoder learned under fusion alone: the
+# setting in which greedy learning was described (Wu et al., ICML 2022; docs/methods/study.md).
+UNIMODAL_HEAD_MODES = ("joint", "probe")
 
 
 class MultiHeadFusionModel(nn.Module):
@@ -29,8 +34,11 @@ class MultiHeadFusionModel(nn.Module):
     encode_every_image: bool = False
 
     def __init__(self, ehr_encoder: nn.Module, cxr_encoder: nn.Module, fusion: FusionModule,
-                 embed_dim: int, num_labels: int) -> None:
+                 embed_dim: int, num_labels: int, unimodal_heads: str = "joint") -> None:
         super().__init__()
+        if unimodal_heads not in UNIMODAL_HEAD_MODES:
+            raise ValueError(f"model.unimodal_heads={unimodal_heads!r}: expected one of {', '.join(UNIMODAL_HEAD_MODES)}")
+        self.unimodal_heads = unimodal_heads
         self.embed_dim = embed_dim
         self.num_labels = num_labels
         self.encoders = nn.ModuleDict({"ehr": ehr_encoder, "cxr": cxr_encoder})
@@ -67,8 +75,9 @@ class MultiHeadFusionModel(nn.Module):
         it with one modality's embedding altered. CXR logits are 0 where there is no image."""
         has_cxr = has_cxr.bool()
         ehr_emb, cxr_emb = embeddings["ehr"], embeddings["cxr"]
-        cxr_logits = self.heads["cxr"](cxr_emb)
-        unimodal = {"ehr": self.heads["ehr"](ehr_emb),
+        ehr_in, cxr_in = (ehr_emb.detach(), cxr_emb.detach()) if self.unimodal_heads == "probe" else (ehr_emb, cxr_emb)
+        cxr_logits = self.heads["cxr"](cxr_in)
+        unimodal = {"ehr": self.heads["ehr"](ehr_in),
                     "cxr": torch.where(has_cxr[:, None], cxr_logits, cxr_logits.new_zeros(()))}
         fused = self.heads["fused"](self.fusion(ehr_emb, cxr_emb, has_cxr, unimodal))
         return {**unimodal, "fused": fused}

@@ -194,6 +194,25 @@ def test_gradients_reach_every_parameter(fusion):
     assert names_without_grad == []
 
 
+def test_probe_heads_learn_without_training_the_encoders():
+    """model.unimodal_heads=probe: a unimodal head's loss reaches its head but not its encoder
+    (only the fused loss trains the encoders), so the head measures what fusion taught it."""
+    def encoder_grads(mode: str, head: str) -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = build({"model": {**TINY_MODEL, "unimodal_heads": mode}, "fusion": fusion_section("joint")}, 1).train()
+        batch = make_batch(PAIRED, 1)
+        _, per_head = masked_multihead_bce(model(batch), batch["labels"], batch["has_cxr"])
+        per_head[head].backward()
+        encoder = sum(float(p.grad.abs().sum()) for p in model.encoders["cxr"].parameters() if p.grad is not None)
+        on_head = sum(float(p.grad.abs().sum()) for p in model.heads[head].parameters() if p.grad is not None)
+        return encoder, on_head
+    assert encoder_grads("probe", "cxr")[0] == 0.0 and encoder_grads("probe", "cxr")[1] > 0
+    assert encoder_grads("joint", "cxr")[0] > 0
+    assert encoder_grads("probe", "fused")[0] > 0  # the fused loss still trains the encoder
+    with pytest.raises(ValueError, match="model.unimodal_heads='nope': expected one of joint, probe"):
+        build({"model": {**TINY_MODEL, "unimodal_heads": "nope"}, "fusion": fusion_section("joint")}, 1)
+
+
 @pytest.mark.parametrize("unimodal_heads_in", ["encoder", "shared"])
 @pytest.mark.parametrize("fusion", list_fusions())
 def test_parameter_groups_cover_every_parameter_once(fusion, unimodal_heads_in):
