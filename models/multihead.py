@@ -38,6 +38,10 @@ class MultiHeadFusionModel(nn.Module):
         super().__init__()
         if unimodal_heads not in UNIMODAL_HEAD_MODES:
             raise ValueError(f"model.unimodal_heads={unimodal_heads!r}: expected one of {', '.join(UNIMODAL_HEAD_MODES)}")
+        if unimodal_heads == "probe" and not fusion.reads_embeddings:
+            raise ValueError(f"model.unimodal_heads=probe with {type(fusion).__name__}: its fused output reads only "
+                             "the unimodal logits, so nothing would train the encoders; use a fusion that reads "
+                             "the embeddings (joint, gated, ...)")
         self.unimodal_heads = unimodal_heads
         self.embed_dim = embed_dim
         self.num_labels = num_labels

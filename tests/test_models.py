@@ -211,6 +211,8 @@ def test_probe_heads_learn_without_training_the_encoders():
     assert encoder_grads("probe", "fused")[0] > 0  # the fused loss still trains the encoder
     with pytest.raises(ValueError, match="model.unimodal_heads='nope': expected one of joint, probe"):
         build({"model": {**TINY_MODEL, "unimodal_heads": "nope"}, "fusion": fusion_section("joint")}, 1)
+    with pytest.raises(ValueError, match="model.unimodal_heads=probe with LateFusion: .* nothing would train"):
+        build({"model": {**TINY_MODEL, "unimodal_heads": "probe"}, "fusion": fusion_section("late")}, 1)
 
 
 @pytest.mark.parametrize("unimodal_heads_in", ["encoder", "shared"])

@@ -28,6 +28,9 @@ class FusionModule(nn.Module):
     """
 
     missing_image_rule: ClassVar[str] = ""
+    # False for a method whose output depends on the embeddings only through the unimodal
+    # logits (late fusion): with probe heads (detached) its fused loss could not train the encoders.
+    reads_embeddings: ClassVar[bool] = True
     fused_dim: int
 
     def build_fused_head(self, num_labels: int) -> nn.Module:

@@ -13,6 +13,7 @@ class LateFusion(FusionModule):
     """No parameters of its own: it returns logits, so its fused head is the identity."""
 
     missing_image_rule = "the fused logits are the EHR head's logits alone"
+    reads_embeddings = False
 
     def __init__(self, embed_dim: int) -> None:
         super().__init__()
