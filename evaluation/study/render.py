@@ -228,16 +228,16 @@ def report_paths(folder: Path, split: str = "test") -> tuple[Path, Path, Path]:
 
 
 def write_study_report(grid: Grid, summary: dict, folder: Path, docs: Path | None = None) -> list[Path]:
-    document = study_document(grid, summary)
-    written = list(report_paths(folder, summary.get("split", "test")))
+    document, split = study_document(grid, summary), split_of(summary)
+    written = list(report_paths(folder, split))
     write_json(written[0], summary)
-    footer = f"Built by `{report_command(grid, split_of(summary))}`."
+    footer = f"Built by `{report_command(grid, split)}`."
     write_text(written[1], render_markdown(document, footer=footer))
     write_text(written[2], render_html(document, footer=footer))
     if docs is not None:
         body = render_sections(study_sections(grid, summary, figures=False))
         docs = Path(docs)
         text = docs.read_text() if docs.is_file() else "# Results\n"
-        write_text(docs, replace_block(text, report_name(grid, split_of(summary)), body))
+        write_text(docs, replace_block(text, report_name(grid, split), body))
         written.append(docs)
     return written
