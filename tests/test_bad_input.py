@@ -267,6 +267,8 @@ CONFIG_CASES = {
                                        "teachers.train.length_pool=-1: expected an integer >= 0"),
     "teachers' zero epochs": (["teachers.train.epochs=0"], "teachers.train.epochs=0: expected an integer >= 1"),
     "unknown setting": (["train.setting=both"], "train.setting='both': expected one of paired, partial"),
+    "unknown unimodal-head mode": (["model.unimodal_heads=frozen"],
+                                   "model.unimodal_heads='frozen': expected one of joint, probe"),
     "tolerance above 1": (["data.cxr.max_failure_fraction=2"], "data.cxr.max_failure_fraction=2: expected a "
                                                               "number >= 0 and <= 1"),
     "crop larger than the cached image": (["data.cxr.crop_size=500"], "data.cxr.crop_size=500: expected at most"),
