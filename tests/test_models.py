@@ -209,7 +209,9 @@ def test_probe_heads_learn_without_training_the_encoders():
     assert encoder_grads("probe", "cxr")[0] == 0.0 and encoder_grads("probe", "cxr")[1] > 0
     assert encoder_grads("joint", "cxr")[0] > 0
     assert encoder_grads("probe", "fused")[0] > 0  # the fused loss still trains the encoder
-    from data_prep.validation import CHOICE_RULES  # the config check's copy (data_prep cannot import models)
+    from data_prep.validation import (
+        CHOICE_RULES,  # the config check's copy (data_prep cannot import models)
+    )
     from models.multihead import UNIMODAL_HEAD_MODES
     assert CHOICE_RULES["model.unimodal_heads"] == UNIMODAL_HEAD_MODES
     with pytest.raises(ValueError, match="model.unimodal_heads='nope': expected one of joint, probe"):
