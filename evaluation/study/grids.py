@@ -34,10 +34,10 @@ CELL_OVERRIDES = ("train.threads=1",)
 # default run.
 STUDY_TWIN = ("data.synthetic.n_subjects=5000", "data.split.train=0.35", "data.split.val=0.1",
               "data.split.test=0.55")
-# The study twin above trains on 1.7x the default's patients, and at that size joint training no
-# longer leaves the image branch behind (docs/results.md, the `main` grid): it cannot test a
-# balancer. This one keeps the default's training set (5,000 x 0.21 = 1,050 patients, as
-# 1,500 x 0.70) and puts the rest into validation (300 patients, 2x the default's: MILES's gap
+# The study twin above trains on 1.7x the default's patients, and at that size joint training did
+# not leave the image branch behind (docs/results.md, the `main` grid). This one keeps the
+# default's training set (5,000 x 0.21 = 1,050 patients, as 1,500 x 0.70), so a balancer meets
+# what the default run meets, and puts the rest into validation (300 patients, 2x the default's: MILES's gap
 # and the choice rules see less noise) and test (3,650 patients, 12x the default's).
 MATCHED_TWIN = ("data.synthetic.n_subjects=5000", "data.split.train=0.21", "data.split.val=0.06",
                 "data.split.test=0.73")
@@ -167,9 +167,9 @@ register_grid(Grid(
 
 register_grid(Grid(
     "matched", "The balancing comparison again, on the twin that keeps the default's training size "
-    "(MATCHED_TWIN), where joint training leaves the image branch under-trained: every balancer x two "
-    "joint-fusion methods x 3 seeds x both tasks, with the unimodal references. This is the grid that "
-    "can test a balancer's claim; `main` showed that on a larger training set there is nothing to balance.",
+    "(MATCHED_TWIN), as the default run's is where MILES acted: every balancer x two joint-fusion methods "
+    "x 3 seeds x both tasks, with the unimodal references. Measured 2026-12-06 (IHM): joint training does "
+    "not under-train the image branch here either (docs/results.md).",
     factors={"balancing": study_balancers(), "fusion": ("joint", "gated")}, seeds=(1, 2, 3),
     base=MATCHED_TWIN, references=UNIMODAL_REFERENCES,
     budget="78 experiments; on the 2-core machine with 2 jobs the in-hospital mortality half took 51 minutes "
@@ -208,7 +208,8 @@ for _value in IMBALANCE_VALUES:
         "without balancing and with MILES against each encoder alone, 3 seeds.",
         factors={"balancing": ("none", "miles")}, seeds=(1, 2, 3),
         base=(*MATCHED_TWIN, f"data.synthetic.imbalance={_value}"), references=UNIMODAL_REFERENCES,
-        budget="12 experiments; about 10 minutes for in-hospital mortality with 2 jobs on the 2-core machine"))
+        budget="12 experiments; about 7 minutes for in-hospital mortality and 27 for phenotyping (beside a "
+               "CI run) with 2 jobs on the 2-core machine (measured 2026-12-06)"))
 
 register_grid(Grid(
     "greedy-probe", "Greedy learning as Wu et al. (ICML 2022) measured it: the encoders trained by the fused "
@@ -217,4 +218,5 @@ register_grid(Grid(
     "multi-head model's own unimodal losses are what keep the image branch from falling behind.",
     factors={"balancing": ("none", "miles")}, seeds=(1, 2, 3),
     base=(*MATCHED_TWIN, "model.unimodal_heads=probe"), references=UNIMODAL_REFERENCES,
-    budget="12 experiments; about 10 minutes for in-hospital mortality with 2 jobs on the 2-core machine"))
+    budget="12 experiments; about 7 minutes for in-hospital mortality with 2 jobs on the 2-core machine "
+           "(measured 2026-12-06)"))
