@@ -26,6 +26,7 @@ from evaluation.render_html import render_html  # noqa: E402
 from evaluation.render_md import render_markdown, render_sections  # noqa: E402
 from evaluation.report_content import TASK_TITLES  # noqa: E402
 from evaluation.study.grids import Grid  # noqa: E402
+from evaluation.study.labels import method_display  # noqa: E402
 
 HEAD_ORDER = ("fused", "ehr", "cxr")
 SPLIT_NAMES = {"test": "test", "val": "validation"}
@@ -74,7 +75,7 @@ def methods_table(task: str, summary: dict, split: str = "test") -> Table:
                 continue
             diff, alone = entry.get("diff") or {}, entry.get("vs_alone") or {}
             cost = method.get("cost_ratio")
-            rows.append([method["method"], str(len(method["seeds"])), HEAD_NAMES[head],
+            rows.append([method_display(method), str(len(method["seeds"])), HEAD_NAMES[head],
                          with_ci(_estimate(entry.get("auroc"))), signed_with_ci(_estimate(diff.get("auroc"))),
                          with_ci(_estimate(entry.get("auprc"))), signed_with_ci(_estimate(diff.get("auprc"))),
                          signed_with_ci(_estimate(alone.get("auroc"))),
@@ -83,7 +84,7 @@ def methods_table(task: str, summary: dict, split: str = "test") -> Table:
         f"{TASK_TITLES.get(task, task)}: paired {SPLIT_NAMES.get(split, split)} set ({summary['n_stays']:,} stays, "
         f"{summary['n_patients']:,} patients), mean over seeds; 95% CIs from a bootstrap over "
         "patients and seeds. 'vs reference' is the paired difference against the method's "
-        "reference (balancing=none with the same other settings); 'vs encoder alone' is the "
+        "reference (no balancing, with the same other settings); 'vs encoder alone' is the "
         "head minus the same encoder trained alone (regime=unimodal); n/a where it does not apply. "
         "AUPRC intervals sit above their estimate: resampling patients raises average precision "
         "(docs/reading-the-report.md), so compare AUPRCs by their paired differences."))
@@ -100,7 +101,7 @@ def _greedy_statements(task: str, summary: dict) -> list[str]:
                 continue
             finding = {"lower": "under-trained: lower than", "higher": "better than",
                        "no difference shown": "not distinguishable from"}.get(verdict(alone), "not estimable against")
-            lines.append(f"{TASK_TITLES.get(task, task)}, {method['method']}: the {HEAD_NAMES[head]} head of the "
+            lines.append(f"{TASK_TITLES.get(task, task)}, {method_display(method)}: the {HEAD_NAMES[head]} head of the "
                          f"jointly trained model is {finding} the same encoder trained alone "
                          f"(AUROC difference {signed_with_ci(_estimate(alone))}, {alone['n_seeds']} seeds).")
     return lines
@@ -111,7 +112,7 @@ def _comparison_statements(task: str, summary: dict) -> list[str]:
     for method in summary["methods"]:
         diff = ((method["heads"].get("fused") or {}).get("diff") or {}).get("auroc")
         if method["reference"] is not None and diff:
-            groups[verdict(diff)].append(f"{method['method']} ({diff['mean']:+.3f})")
+            groups[verdict(diff)].append(f"{method_display(method)} ({diff['mean']:+.3f})")
     if not any(groups.values()):
         return []
     parts = [f"{len(v)} {k} ({', '.join(v)})" if v else f"0 {k}" for k, v in groups.items() if k != "not estimable"]
@@ -131,7 +132,7 @@ def lr_figure(task: str, summary: dict) -> Figure | None:
             if modality in trace:
                 ax.plot(trace["epoch"], trace[modality], style, marker="o", markersize=3,
                         color=plt.cm.tab10(k % 10) if len(moving) > 1 else MODALITY_COLOURS[modality],
-                        label=f"{method['method']}: {modality.upper()}")
+                        label=f"{method_display(method)}: {modality.upper()}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning-rate multiplier")
     ax.legend(fontsize=7, ncol=2)
@@ -162,7 +163,7 @@ def lr_trace_lines(task: str, summary: dict) -> list[str]:
             continue
         parts = [f"{modality.upper()} " + " ".join(f"{v:.2f}" for v in trace[modality])
                  for modality in ("ehr", "cxr") if modality in trace]
-        lines.append(f"{method['method']}: " + "; ".join(parts))
+        lines.append(f"{method_display(method)}: " + "; ".join(parts))
     if not lines:
         return [f"{TASK_TITLES.get(task, task)}: no method changed a modality's learning rate."]
     return [f"{TASK_TITLES.get(task, task)}, learning-rate multipliers by epoch (mean over seeds; 1.00 = the "
