@@ -168,12 +168,12 @@ register_grid(Grid(
 register_grid(Grid(
     "matched", "The balancing comparison again, on the twin that keeps the default's training size "
     "(MATCHED_TWIN), as the default run's is where MILES acted: every balancer x two joint-fusion methods "
-    "x 3 seeds x both tasks, with the unimodal references. Measured 2026-12-06 (IHM): joint training does "
+    "x 3 seeds x both tasks, with the unimodal references. Measured 2026-12-06 (both tasks): joint training does "
     "not under-train the image branch here either (docs/results.md).",
     factors={"balancing": study_balancers(), "fusion": ("joint", "gated")}, seeds=(1, 2, 3),
     base=MATCHED_TWIN, references=UNIMODAL_REFERENCES,
     budget="78 experiments; on the 2-core machine with 2 jobs the in-hospital mortality half took 51 minutes "
-           "(measured 2026-12-06) and the phenotyping half about 3 hours more (estimated)"))
+           "and the phenotyping half about 2 hours (measured 2026-12-06)"))
 
 register_grid(Grid(
     "sensitivity", "MILES's threshold tau, rate factor mu and metric scale, joint fusion, 3 seeds, "
