@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from evaluation.study.grids import override_values
+
 BALANCING_NAMES = {
     "none": "no balancing",
     "miles": "MILES",
@@ -53,7 +55,7 @@ def _setting(key: str, value: str) -> str:
 def display_label(overrides: Iterable[str]) -> str:
     """`["balancing=miles", "balancing.tau=0.05"]` -> "MILES · tau 0.05";
     `["regime=unimodal", "regime.modality=cxr"]` -> "chest X-ray encoder alone"."""
-    values = dict(override.split("=", 1) for override in overrides)
+    values = override_values(list(overrides))
     parts = []
     if values.pop("regime", None) == "unimodal":
         modality = values.pop("regime.modality", "ehr")
